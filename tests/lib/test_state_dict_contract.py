@@ -63,7 +63,9 @@ def test_saved_checkpoint_loads_strictly_and_gives_identical_outputs(tmp_path, s
     with torch.no_grad():
         a = first.eval()({"image": x.clone()})
         b = second.eval()({"image": x.clone()})
-    for left, right in zip(a["saliency"] + a["laplacian"], b["saliency"] + b["laplacian"]):
+    for left, right in zip(
+        a["saliency"] + a["laplacian"], b["saliency"] + b["laplacian"], strict=True
+    ):
         assert torch.equal(left, right)
 
 
