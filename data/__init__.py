@@ -1,0 +1,33 @@
+"""Data loading: datasets, transforms (a registry) and inference inputs (image/folder/video/webcam).
+
+Image decoding itself lives in ``utils.image_io`` (one decoder for every script).
+"""
+
+from data.dataset import (
+    DATASETS,
+    ImageFolderDataset,
+    SODDataset,
+    build_dataset,
+    natural_key,
+    skipped_files,
+)
+from data.sources import Frame, Media, Source, SourceError, open_source
+from data.transforms import TRANSFORMS, Compose, build_transform, build_transforms
+
+__all__ = [
+    "DATASETS",
+    "TRANSFORMS",
+    "Compose",
+    "Frame",
+    "ImageFolderDataset",
+    "Media",
+    "SODDataset",
+    "Source",
+    "SourceError",
+    "build_dataset",
+    "build_transform",
+    "build_transforms",
+    "natural_key",
+    "open_source",
+    "skipped_files",
+]

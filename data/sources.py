@@ -1,0 +1,288 @@
+"""Inference inputs: one image, a folder of images and/or videos, one video, or a webcam.
+
+    for media in open_source(args.source):      # 'photo.jpg', 'folder/', 'clip.mp4' or '0'
+        try:
+            media.open()                        # metadata: media.fps, .size, .frame_count
+            for frame in media:                 # Frame: .index, .image (RGB uint8 H×W×3)
+                sample = frame.to_sample()      # {'image': PIL RGB, 'name', 'shape'}
+                ...
+        except SourceError as error:            # one line naming the file: report, go on
+            log.warning(error)
+
+Rules:
+
+* Images (``utils.image_io.IMAGE_EXTENSIONS``, any case) are decoded by
+  ``utils.image_io.read_image`` (EXIF orientation, 8-bit RGB). Videos (``VIDEO_EXTENSIONS``, any
+  case) and webcams are read with OpenCV; frames are converted BGR → RGB.
+* A folder is listed (not recursively) in natural order; hidden files are ignored; any other file
+  is skipped with a log warning naming it. A folder without images or videos is an error.
+* A source that is no existing path but a non-negative integer (``'0'``) is a webcam index.
+* Every failure (missing path, unsupported type, corrupt image, unreadable video, no camera)
+  raises :class:`SourceError`, whose message is one line naming the input.
+* Paths may hold unicode characters and spaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from data.dataset import natural_key
+from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image
+
+logger = logging.getLogger(__name__)
+# FFmpeg (inside OpenCV) prints its own multi-line complaints about broken files; every failure
+# here raises one SourceError line instead. Read by OpenCV when it first uses FFmpeg; a value the
+# user set (for debugging) is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+
+class SourceError(ValueError):
+    """An input that cannot be read; ``str()`` is one line naming it and the problem."""
+
+    def __init__(self, source: str | os.PathLike, problem: str):
+        self.source = str(source)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.source}: {self.problem}")
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """True when the file name has a supported video extension (any case)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass
+class Frame:
+    """One RGB frame of a :class:`Media` (the only frame, index 0, for an image)."""
+
+    name: str
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    _pil: Image.Image | None = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.image.shape[0], self.image.shape[1]
+
+    def pil(self) -> Image.Image:
+        """The frame as a PIL RGB image."""
+        if self._pil is None:
+            self._pil = Image.fromarray(self.image)
+        return self._pil
+
+    def to_sample(self) -> dict[str, Any]:
+        """A transform-ready sample: ``{'image': PIL RGB, 'name', 'shape': (H, W)}``."""
+        return {"image": self.pil(), "name": self.name, "shape": self.shape}
+
+
+class Media:
+    """One image, video or webcam stream. Iterate it for its :class:`Frame` s.
+
+    ``open()`` reads the metadata (and, for an image, the pixels); iterating opens it when
+    needed and releases a video at the end. Attributes after ``open()``: ``fps`` (None for
+    images and when unknown), ``size`` ((H, W)) and ``frame_count`` (None when unknown).
+    """
+
+    kind = "media"
+
+    def __init__(self, name: str, path: Path | None):
+        self.name = name
+        self.path = path
+        self.fps: float | None = None
+        self.size: tuple[int, int] | None = None
+        self.frame_count: int | None = None
+
+    def open(self) -> Media:
+        """Read the metadata; raises SourceError. Returns self."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``open()`` holds (safe to call twice)."""
+
+    def __enter__(self) -> Media:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, path={self.path!r})"
+
+
+class ImageMedia(Media):
+    """A single image file: one frame."""
+
+    kind = "image"
+
+    def __init__(self, path: Path):
+        super().__init__(path.stem, path)
+        self.frame_count = 1
+        self._image: Image.Image | None = None
+
+    def open(self) -> ImageMedia:
+        if self._image is None:
+            try:
+                self._image = read_image(self.path)
+            except ImageReadError as error:
+                raise SourceError(error.path, error.problem) from None
+            self.size = (self._image.height, self._image.width)
+        return self
+
+    def close(self) -> None:
+        self._image = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        image = self.open()._image
+        self.close()
+        yield Frame(self.name, 0, np.array(image), image)
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own console warnings (we raise one clear SourceError instead)."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+class VideoMedia(Media):
+    """A video file (``target`` a path) or a webcam (``target`` an index), read with OpenCV."""
+
+    def __init__(self, target: Path | int):
+        if isinstance(target, int):
+            super().__init__(f"webcam{target}", None)
+            self.kind, self._label = "webcam", f"webcam {target}"
+        else:
+            super().__init__(target.stem, target)
+            self.kind, self._label = "video", str(target)
+        self._target = target
+        self._capture: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+
+    def open(self) -> VideoMedia:
+        if self._capture is not None:
+            return self
+        webcam = self.kind == "webcam"
+        with _quiet_opencv():
+            capture = cv2.VideoCapture(self._target if webcam else str(self._target))
+            if not capture.isOpened():
+                capture.release()
+                problem = (
+                    f"no camera found at index {self._target} (cannot open the device)"
+                    if webcam
+                    else "cannot open video (corrupt file or unsupported codec)"
+                )
+                raise SourceError(self._label, problem)
+            ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            problem = "the camera returned no frame" if webcam else "video has no readable frame"
+            raise SourceError(self._label, problem)
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) and fps > 0 else None
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if not webcam and math.isfinite(count) and count > 0 else None
+        self.size = (first.shape[0], first.shape[1])
+        self._capture, self._first = capture, first
+        return self
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+        self._capture, self._first = None, None
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.open()
+        capture, frame = self._capture, self._first
+        try:
+            index = 0
+            while frame is not None:
+                yield Frame(self.name, index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                index += 1
+                ok, frame = capture.read()
+                if not ok:
+                    frame = None
+        finally:
+            self.close()
+
+
+class Source:
+    """What :func:`open_source` returns: an iterable of :class:`Media` with a ``kind``
+    ('image', 'folder', 'video' or 'webcam') and the input ``description``."""
+
+    def __init__(self, description: str, kind: str, media: list[Media]):
+        self.description = description
+        self.kind = kind
+        self.media = media
+
+    def __iter__(self) -> Iterator[Media]:
+        return iter(self.media)
+
+    def __len__(self) -> int:
+        return len(self.media)
+
+    def __repr__(self) -> str:
+        return f"Source({self.description!r}, kind={self.kind!r}, media={len(self.media)})"
+
+
+def _media_for_file(path: Path) -> Media | None:
+    """The Media of one file, or None when its type is not supported."""
+    if is_image_file(path):
+        return ImageMedia(path)
+    if is_video_file(path):
+        return VideoMedia(path)
+    return None
+
+
+def _supported() -> str:
+    return f"images {' '.join(IMAGE_EXTENSIONS)}; videos {' '.join(VIDEO_EXTENSIONS)}"
+
+
+def open_source(source: str | os.PathLike) -> Source:
+    """Open an image file, a folder of images/videos, a video file or a webcam index ('0').
+
+    Raises SourceError (one line naming ``source``) when it does not exist, is of an
+    unsupported type, or is a folder holding no image or video.
+    """
+    path = Path(source)
+    if path.is_dir():
+        media = []
+        for entry in sorted(path.iterdir(), key=lambda p: natural_key(p.name)):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            item = _media_for_file(entry)
+            if item is None:
+                logger.warning("%s: unsupported file type, skipped (%s)", entry, _supported())
+            else:
+                media.append(item)
+        if not media:
+            raise SourceError(path, f"folder holds no image or video ({_supported()})")
+        return Source(str(path), "folder", media)
+    if path.is_file():
+        item = _media_for_file(path)
+        if item is None:
+            raise SourceError(path, f"unsupported file type ({_supported()})")
+        return Source(str(path), item.kind, [item])
+    text = str(source).strip()
+    if text.isdigit():
+        return Source(f"webcam {int(text)}", "webcam", [VideoMedia(int(text))])
+    raise SourceError(source, "no such file or folder (nor a webcam index such as 0)")
