@@ -1,0 +1,223 @@
+"""utils/predictor.py with the tiny Res2Net model and its real weights (../shared/reference).
+
+Expected numbers come from the spec's chain (architecture §16.3): the config's test transforms,
+the model's own ``pred`` (σ + min–max, §10.3), bilinT to the original size, floor(·255).
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from skimage import data
+
+from data.transforms import build_transforms
+from lib.checkpoint import CheckpointError
+from utils.memory import peak_rss_mb, reset_peak_rss
+from utils.predictor import Predictor, PredictorError, select_device, to_uint8
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NORMALIZE = {
+    "tonumpy": None,
+    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "totensor": None,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on the small shared CI machine, two OpenMP threads competing with
+    other jobs spin-wait and run 10-20x slower than one (measured: 11 s vs 0.5 s a predict)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(transforms: dict, ckpt_dir, pm_stride: int = 192) -> dict:
+    """tests/configs/tiny_res2net.yaml's Model (base 384, threshold 512) with a test pipeline."""
+    model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
+    model["PM"] = {"patch_size": 384, "stride": pm_stride}
+    return {
+        "Model": model,
+        "Test": {
+            "Dataset": {"transforms": {**transforms, **NORMALIZE}},
+            "Checkpoint": {"checkpoint_dir": str(ckpt_dir)},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory, shared_dir):
+    folder = tmp_path_factory.mktemp("snapshot")
+    shutil.copy(shared_dir / "reference" / "tiny_res2net_weights.pth", folder / "latest.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def config(ckpt_dir):
+    return tiny_config({"dynamic_resize": {"L": 1280}}, ckpt_dir)
+
+
+@pytest.fixture(scope="module")
+def predictor(config):
+    return Predictor.from_config(config, device="cpu")
+
+
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Real photos (skimage): two of the same size (so they batch) and one square."""
+    return [
+        shrink(data.coffee(), 300, 200),
+        shrink(data.chelsea(), 300, 200),
+        shrink(data.astronaut(), 256, 256),
+    ]
+
+
+def test_predict_follows_the_spec_chain(predictor, config, photos):
+    image = photos[0]
+    saliency = predictor.predict(image)
+    assert saliency.shape == (200, 300) and saliency.dtype == np.float32
+    assert 0 <= saliency.min() < 0.05 and 0.95 < saliency.max() <= 1
+    # By hand (§16.3): transforms -> model pred -> bilinT to the original size.
+    sample = build_transforms(config["Test"]["Dataset"]["transforms"])(
+        {"image": Image.fromarray(image), "name": "x", "shape": (200, 300)}
+    )
+    assert tuple(sample["image"].shape) == (3, 192, 288)  # dynamic_resize snaps to 32
+    with torch.inference_mode():
+        out = predictor.model({k: sample[k][None] for k in ("image", "image_resized")})
+        pred = F.interpolate(out["pred"], size=(200, 300), mode="bilinear", align_corners=True)
+    np.testing.assert_array_equal(saliency, pred[0, 0].numpy())
+    np.testing.assert_array_equal(to_uint8(saliency), (pred[0, 0].numpy() * 255).astype(np.uint8))
+
+
+def test_inputs_pil_array_and_gray(predictor, photos):
+    image = photos[2]
+    from_array = predictor.predict(image)
+    np.testing.assert_array_equal(predictor.predict(Image.fromarray(image)), from_array)
+    gray = predictor.predict(image[..., 0])
+    assert gray.shape == image.shape[:2]
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(image.astype(np.float32))
+
+
+def test_batch_equals_one_by_one(predictor, photos, monkeypatch):
+    sizes = []
+    logits = predictor._logits
+
+    def spy(image, image_resized):
+        sizes.append(image.shape[0])
+        return logits(image, image_resized)
+
+    monkeypatch.setattr(predictor, "_logits", spy)
+    batched = predictor.predict_batch(photos)
+    assert sorted(sizes) == [1, 2]  # the two 300x200 photos shared a forward pass
+    single = [predictor.predict(image) for image in photos]
+    for a, b in zip(batched, single, strict=True):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 1e-4
+        assert np.abs(to_uint8(a).astype(int) - to_uint8(b)).max() <= 1
+
+    # Why the predictor normalises per image: the model's pred is min-max over the batch.
+    prepared = [predictor.prepare(image) for image in photos[:2]]
+    with torch.inference_mode():
+        out = predictor.model(
+            {
+                "image": torch.stack([p.image for p in prepared]),
+                "image_resized": torch.stack([p.image_resized for p in prepared]),
+            }
+        )
+    own = F.interpolate(out["pred"][1:], size=(200, 300), mode="bilinear", align_corners=True)
+    assert np.abs(own[0, 0].numpy() - single[1]).max() > 1e-3
+
+
+def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, monkeypatch):
+    eager = predictor.predict(photos[0])
+    traced = Predictor.from_config(config, device="cpu", jit=True)
+    first = traced.predict(photos[0])
+    assert np.abs(to_uint8(first).astype(int) - to_uint8(eager)).max() <= 1
+    cached = sorted(p.name for p in (ckpt_dir / "jit").iterdir())
+    assert len(cached) == 1
+    assert re.fullmatch(r"latest_[0-9a-f]{8}_cpu_fp32_1x192x288_384x384\.pt", cached[0])
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("the cached trace should have been loaded")
+
+    monkeypatch.setattr(torch.jit, "trace", no_tracing)
+    again = Predictor.from_config(config, device="cpu", jit=True).predict(photos[0])
+    np.testing.assert_array_equal(again, first)
+
+
+def test_pm_and_pyramid_blending_on_a_large_image(ckpt_dir, photos, capsys):
+    """2000x3000 photo. dynamic_resize L=640 (not the published 1280) keeps the tiny model's HR
+    pass at 640x960 (~2 s here instead of ~9 s at 1280x1920, where the peak is ~2 GB more):
+    both sides stay above the threshold 512, so pyramid blending runs."""
+    big = cv2.resize(data.coffee(), (3000, 2000), interpolation=cv2.INTER_LINEAR)
+    config = tiny_config({"dynamic_resize": {"L": 640}}, ckpt_dir)
+    blend = Predictor.from_config(config, device="cpu")
+    patches = Predictor.from_config(config, device="cpu", pm=True)
+    prepared = blend.prepare(big)
+    assert tuple(prepared.image.shape) == (3, 640, 960)
+    assert min(prepared.image.shape[1:]) > blend.model.threshold  # the blending branch
+    for name, predictor in (("pyramid blending", blend), ("PM", patches)):
+        reset_peak_rss()
+        base = peak_rss_mb()
+        saliency = predictor.predict(big)
+        extra = peak_rss_mb() - base
+        with capsys.disabled():
+            print(f"\n[2000x3000, {name}] peak RSS {base + extra:.0f} MiB (+{extra:.0f} MiB)")
+        assert saliency.shape == (2000, 3000) and saliency.dtype == np.float32
+        assert 0 <= saliency.min() and saliency.max() <= 1
+        # Measured ~+0.6 GiB for both; a per-pixel buffer per patch at full size or an
+        # un-tiled 2000x3000 pass would need several GiB.
+        assert extra < 1500
+
+
+def test_missing_checkpoint_names_path_and_install_item(tmp_path):
+    published = ROOT / "snapshots" / "InSPyReNet_SwinB"
+    if (published / "latest.pth").exists():
+        pytest.skip("the published SwinB checkpoint is installed here")
+    config = tiny_config({"static_resize": {"size": [384, 384]}}, published)
+    with pytest.raises(CheckpointError) as error:
+        Predictor.from_config(config)
+    message = str(error.value)
+    assert str(published / "latest.pth") in message
+    assert "bash install.sh --only InSPyReNet_SwinB" in message
+    with pytest.raises(CheckpointError, match="checkpoint not found; train it"):
+        Predictor.from_config(config, ckpt=tmp_path / "mine.pth")
+
+
+def test_config_file_and_opts(tmp_path, config):
+    """A YAML path goes through utils.config (defaults, --opts), like the scripts use it."""
+    on_disk = {**config, "Test": {**config["Test"]}}
+    on_disk["Test"]["Dataset"] = {**config["Test"]["Dataset"], "root": "x", "sets": ["x"]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(on_disk, sort_keys=False))
+    elsewhere = tmp_path / "elsewhere"
+    opts = [f"Test.Checkpoint.checkpoint_dir={elsewhere}"]
+    with pytest.raises(CheckpointError, match=re.escape(str(elsewhere / "latest.pth"))):
+        Predictor.from_config(path, opts=opts)
+    loaded = Predictor.from_config(path, device="cpu")
+    assert (loaded.precision, loaded.pm, loaded.jit) == ("fp32", None, False)
+
+
+def test_device_and_precision_errors(config):
+    assert select_device("cpu") == torch.device("cpu")
+    with pytest.raises(PredictorError, match="unknown device"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(PredictorError, match="CUDA is not available"):
+            select_device("cuda:0")
+    with pytest.raises(PredictorError, match="precision 'fp8'"):
+        Predictor.from_config(config, device="cpu", precision="fp8")

@@ -1,0 +1,423 @@
+"""Predict saliency maps at an image's original size: the one code path for Inference and Test.
+
+    predictor = Predictor.from_config("configs/InSPyReNet_SwinB.yaml")  # <ckpt dir>/latest.pth
+    saliency = predictor.predict(image)          # PIL image or RGB uint8 array -> float32 (H, W)
+    maps = predictor.predict_batch(images)       # same numbers, several images per forward pass
+    png = to_uint8(saliency)                     # floor(m·255), what Test writes (spec §16.3)
+
+Numerics (architecture §16): the config's ``Test.Dataset.transforms`` (static resize, or dynamic
+resize whose large inputs take the pyramid-blending path of the model, §10), the network, then
+σ and min–max normalisation of the finest logits, then ``bilinT`` (bilinear, align_corners=True)
+to the original (H, W). With ``pm=True`` the network runs by patches (Patch Merging, §18, with
+``Model.PM``; the pre-processing is ``Test.Dataset.transforms_PM`` when the config has it, else
+the usual test transforms).
+
+Batches: the model normalises ``pred`` over the whole batch (checklist 15), so a batch of two
+images would not give the maps each one gets alone. The predictor therefore takes the finest
+logits (``saliency[-1]``) and applies the model's own σ + min–max *per image*; for one image
+this is exactly the model's ``pred``, so batched and one-by-one outputs agree (up to float
+rounding of batched convolutions). Transformed inputs are stacked only when their sizes match.
+
+``jit=True`` traces ``(image[, image_resized]) -> model(sample)['saliency'][-1]`` once per
+device, precision, batch size and input size, and caches the traced file next to the checkpoint:
+``<ckpt dir>/jit/<ckpt stem>_<tag>_<device>_<precision>_<B>x<H>x<W>[_<h>x<w>].pt`` (``h×w`` the
+``image_resized`` size; ``tag`` a hash of the Model section, the checkpoint's size and time and
+the torch version, so a retrained checkpoint is traced afresh). Files are written atomically
+and loaded with ``torch.jit.load``; an unwritable folder only disables the disk cache. The
+trace fixes the branch the model takes for that input size, which is why the size is in the key.
+Patch Merging runs eagerly (its patch loop is Python), so ``jit`` is ignored with ``pm``.
+
+Device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or None (auto: cuda, else mps, else cpu); the
+choice is said once on stderr. TF32 is switched off (spec §11). ``precision`` ``bf16``/``fp16``
+run the network under autocast (the published results are fp32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from data.transforms import build_transforms
+from lib import PatchMergeInference, build_model, load_checkpoint
+from lib.checkpoint import CheckpointError
+from lib.model import normalize_prediction
+from utils.compose import to_uint8
+from utils.config import SCHEMA, load_config
+from utils.image_io import write_bytes_atomic
+
+__all__ = ["Prepared", "Predictor", "PredictorError", "select_device", "to_uint8"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_ANNOUNCED: set[str] = set()
+
+
+class PredictorError(ValueError):
+    """A setup problem (device, config, precision); ``str()`` is one line saying what to do."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def select_device(name: str | None = None) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N``, ``mps``, or None/``auto`` (cuda, else mps, else cpu).
+
+    Raises PredictorError when the requested device is not available here. The chosen device
+    is said once per process on stderr.
+    """
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            text = "cuda"
+        elif torch.backends.mps.is_available():
+            text = "mps"
+        else:
+            text = "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise PredictorError(
+            f"--device {name}: unknown device (use cpu, cuda, cuda:N or mps)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PredictorError(
+                f"--device {name}: CUDA is not available here (no GPU, or torch "
+                f"{torch.__version__} was built without CUDA); use --device cpu"
+            )
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise PredictorError(
+                f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices"
+            )
+        device = torch.device("cuda", index)
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise PredictorError(f"--device {name}: Apple MPS is not available here")
+    elif device.type != "cpu":
+        raise PredictorError(f"--device {name}: unsupported device (use cpu, cuda, cuda:N or mps)")
+    label = str(device)
+    if label not in _ANNOUNCED:
+        _ANNOUNCED.add(label)
+        detail = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+        _say(f"device: {label}{detail}")
+    return device
+
+
+def _install_hint(path: Path) -> str:
+    """``bash install.sh --only <item>`` when the manifest installs ``path``, else advice."""
+    try:
+        from utils.download_manifest import load_manifest
+
+        wanted = path.resolve()
+        for item in load_manifest().items:
+            if item.kind == "checkpoint" and item.destination(REPO_ROOT).resolve() == wanted:
+                return f"fetch it with `bash install.sh --only {item.name}`"
+    except (OSError, ValueError):  # no manifest: the generic advice below
+        pass
+    return (
+        "train it (run/Train.py), fetch a published one (`bash install.sh --list`), "
+        "or give another with --ckpt PATH"
+    )
+
+
+def _section(config: Mapping, *keys: str):
+    node = config
+    for key in keys:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+@dataclass
+class Prepared:
+    """An image after the test transforms: network inputs (CPU tensors, no batch dimension)
+    and the original ``shape`` (H, W). Made by :meth:`Predictor.prepare` (thread-safe)."""
+
+    image: Tensor
+    image_resized: Tensor | None
+    shape: tuple[int, int]
+
+    @property
+    def key(self) -> tuple:
+        """Inputs with equal keys can be stacked into one batch."""
+        resized = None if self.image_resized is None else tuple(self.image_resized.shape)
+        return tuple(self.image.shape), resized
+
+
+class _Logits(nn.Module):
+    """``(image[, image_resized]) -> model(sample)['saliency'][-1]``: the traced function."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor, image_resized: Tensor | None = None) -> Tensor:
+        sample = {"image": image}
+        if image_resized is not None:
+            sample["image_resized"] = image_resized
+        return self.model(sample)["saliency"][-1]
+
+
+class Predictor:
+    """Saliency maps at the original image size from a model and the test transforms.
+
+    Usually built with :meth:`from_config`. Args: ``model`` (an InSPyReNet with its weights),
+    ``transforms`` (the config's ``Test.Dataset.transforms`` mapping, or a built callable),
+    ``device``, ``jit`` (trace and cache, see the module docstring), ``pm`` (None, or
+    ``(patch_size, stride)`` for Patch Merging), ``precision`` (fp32, bf16, fp16),
+    ``ckpt_path`` (where the jit cache goes; None: memory only), ``pm_batch_size`` (patches per
+    forward pass in PM), ``model_config`` (part of the jit cache key).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        transforms,
+        device: torch.device | str = "cpu",
+        *,
+        jit: bool = False,
+        pm: tuple[int, int] | None = None,
+        precision: str = "fp32",
+        ckpt_path: str | os.PathLike | None = None,
+        pm_batch_size: int = 4,
+        model_config: Mapping | None = None,
+    ):
+        if precision not in PRECISIONS:
+            raise PredictorError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.transforms = transforms if callable(transforms) else build_transforms(transforms)
+        self.precision = precision
+        self.pm = None if pm is None else PatchMergeInference(self.model, *pm, pm_batch_size)
+        if jit and self.pm is not None:
+            _say("note: --jit is not used with --PM (patch merging runs the eager model)")
+        self.jit = jit and self.pm is None
+        self.ckpt_path = None if ckpt_path is None else Path(ckpt_path)
+        self._model_config = dict(model_config or {})
+        self._traced: dict[str, torch.jit.ScriptModule] = {}
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike | Mapping,
+        ckpt: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        jit: bool = False,
+        pm: bool = False,
+        precision: str | None = None,
+        opts: Sequence[str] = (),
+        pm_batch_size: int = 4,
+    ) -> Predictor:
+        """Build the model of ``config`` (a YAML path, with ``opts`` overrides, or a loaded
+        config dict) and load ``ckpt`` (default ``<Test.Checkpoint.checkpoint_dir>/latest.pth``).
+
+        ``precision`` None means the config's ``Model.precision`` (default fp32). Raises
+        PredictorError / CheckpointError / ConfigError (all ValueError) with one clear line; a
+        missing checkpoint names its path and the ``bash install.sh --only <item>`` that
+        fetches it.
+        """
+        if not isinstance(config, Mapping):
+            config = load_config(config, list(opts), require=("Model", "Test"))
+        model_cfg = _section(config, "Model")
+        if not isinstance(model_cfg, Mapping):
+            raise PredictorError("config has no Model section")
+        transforms = _section(config, "Test", "Dataset", "transforms")
+        if pm and _section(config, "Test", "Dataset", "transforms_PM"):
+            transforms = _section(config, "Test", "Dataset", "transforms_PM")
+        if not isinstance(transforms, Mapping):
+            raise PredictorError("config has no Test.Dataset.transforms (the test pipeline)")
+        if ckpt is None:
+            folder = _section(config, "Test", "Checkpoint", "checkpoint_dir")
+            if not folder:
+                raise PredictorError(
+                    "config has no Test.Checkpoint.checkpoint_dir: give the checkpoint (--ckpt)"
+                )
+            ckpt = Path(folder) / "latest.pth"
+        ckpt = Path(ckpt)
+        if not ckpt.is_file():
+            raise CheckpointError(f"{ckpt}: checkpoint not found; {_install_hint(ckpt)}")
+        if precision is None:
+            precision = model_cfg.get("precision", SCHEMA["Model"]["precision"].default)
+        pm_cfg = dict(model_cfg.get("PM") or {})
+        pm_size = (
+            int(pm_cfg.get("patch_size", SCHEMA["Model"]["PM"]["patch_size"].default)),
+            int(pm_cfg.get("stride", SCHEMA["Model"]["PM"]["stride"].default)),
+        )
+        torch.backends.cuda.matmul.allow_tf32 = False  # spec §11: float32 throughout
+        torch.backends.cudnn.allow_tf32 = False
+        device = select_device(None if device is None else str(device))
+        # The checkpoint holds the whole network: the backbone's ImageNet weights are not needed.
+        model = build_model({**model_cfg, "pretrained": False})
+        load_checkpoint(model, ckpt)
+        return cls(
+            model,
+            transforms,
+            device,
+            jit=jit,
+            pm=pm_size if pm else None,
+            precision=precision,
+            ckpt_path=ckpt,
+            pm_batch_size=pm_batch_size,
+            model_config=model_cfg,
+        )
+
+    # -- public API -----------------------------------------------------------------------------
+    to_uint8 = staticmethod(to_uint8)
+
+    def prepare(self, image: Image.Image | np.ndarray) -> Prepared:
+        """Apply the test transforms to one image (CPU only; safe in a loader thread)."""
+        pil = _as_pil(image)
+        shape = (pil.height, pil.width)
+        sample = self.transforms({"image": pil, "name": "", "shape": shape})
+        resized = sample.get("image_resized")
+        return Prepared(sample["image"], resized, shape)
+
+    def predict(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """The saliency map of one image: float32 (H, W) in [0, 1] at its original size."""
+        return self.predict_prepared([self.prepare(image)])[0]
+
+    def predict_batch(self, images: Sequence[Image.Image | np.ndarray]) -> list[np.ndarray]:
+        """Maps of several images; same-size inputs share a forward pass (module docstring)."""
+        return self.predict_prepared([self.prepare(image) for image in images])
+
+    def predict_prepared(self, items: Sequence[Prepared]) -> list[np.ndarray]:
+        """Maps of :meth:`prepare` d inputs, in order; equal-size inputs run as one batch."""
+        results: list[np.ndarray | None] = [None] * len(items)
+        groups: dict[tuple, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(item.key, []).append(index)
+        with torch.inference_mode():
+            for indices in groups.values():
+                image = torch.stack([items[i].image for i in indices]).to(self.device)
+                resized = None
+                if items[indices[0]].image_resized is not None:
+                    resized = torch.stack([items[i].image_resized for i in indices])
+                    resized = resized.to(self.device)
+                logits = self._logits(image, resized).float()
+                for row, index in enumerate(indices):
+                    results[index] = self._finish(logits[row : row + 1], items[index].shape)
+        return results
+
+    # -- internals ------------------------------------------------------------------------------
+    @staticmethod
+    def _finish(logits: Tensor, shape: tuple[int, int]) -> np.ndarray:
+        """σ + min–max of one image (the model's own post-processing), then bilinT to shape."""
+        pred = normalize_prediction(logits)
+        pred = F.interpolate(pred, size=shape, mode="bilinear", align_corners=True)
+        return pred[0, 0].cpu().numpy().astype(np.float32, copy=False)
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _logits(self, image: Tensor, image_resized: Tensor | None) -> Tensor:
+        """Finest saliency logits (B, 1, h, w) of a batch."""
+        with self._autocast():
+            if self.pm is not None:
+                return self.pm({"image": image})["saliency"][-1]
+            if self.jit:
+                return self._traced_for(image, image_resized)(*_inputs(image, image_resized))
+            sample = {"image": image}
+            if image_resized is not None:
+                sample["image_resized"] = image_resized
+            return self.model(sample)["saliency"][-1]
+
+    def _cache_name(self, image: Tensor, image_resized: Tensor | None) -> str:
+        b, _, h, w = image.shape
+        device = self.device.type + ("" if self.device.index is None else str(self.device.index))
+        name = f"{device}_{self.precision}_{b}x{h}x{w}"
+        if image_resized is not None:
+            name += "_{}x{}".format(*image_resized.shape[-2:])
+        if self.ckpt_path is None:
+            return name
+        stat = self.ckpt_path.stat()
+        identity = json.dumps(
+            [self._model_config, stat.st_size, stat.st_mtime_ns, torch.__version__],
+            sort_keys=True,
+            default=str,
+        )
+        tag = hashlib.sha1(identity.encode()).hexdigest()[:8]
+        return f"{self.ckpt_path.stem}_{tag}_{name}"
+
+    def jit_cache_path(self, image: Tensor, image_resized: Tensor | None = None) -> Path | None:
+        """Where the traced model for this batch of inputs is cached (None: no checkpoint)."""
+        if self.ckpt_path is None:
+            return None
+        return self.ckpt_path.parent / "jit" / f"{self._cache_name(image, image_resized)}.pt"
+
+    def _traced_for(self, image: Tensor, image_resized: Tensor | None):
+        name = self._cache_name(image, image_resized)
+        if name in self._traced:
+            return self._traced[name]
+        path = self.jit_cache_path(image, image_resized)
+        traced = None
+        if path is not None and path.is_file():
+            try:
+                with _quiet_jit():
+                    traced = torch.jit.load(str(path), map_location=self.device)
+            except (RuntimeError, OSError) as error:  # damaged or from another torch: retrace
+                _say(f"note: {path}: cannot load the cached trace ({error}), tracing again")
+        if traced is None:
+            traced = self._trace(image, image_resized)
+            if path is not None:
+                try:
+                    buffer = io.BytesIO()
+                    with _quiet_jit():
+                        torch.jit.save(traced, buffer)
+                    write_bytes_atomic(path, buffer.getvalue())
+                except OSError as error:
+                    _say(f"note: cannot cache the trace at {path} ({error}); kept in memory")
+        self._traced[name] = traced
+        return traced
+
+    def _trace(self, image: Tensor, image_resized: Tensor | None):
+        # Tracing records plain tensors: inference-mode tensors cannot enter it, so clone them.
+        with torch.inference_mode(False), torch.no_grad(), _quiet_jit():
+            inputs = tuple(t.clone() for t in _inputs(image, image_resized))
+            return torch.jit.trace(_Logits(self.model), inputs, check_trace=False)
+
+
+@contextmanager
+def _quiet_jit():
+    """Hide TracerWarnings (the branch and sizes are fixed on purpose: they are in the cache
+    key) and torch 2.13's DeprecationWarnings for torch.jit (still the documented --jit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _inputs(image: Tensor, image_resized: Tensor | None) -> tuple[Tensor, ...]:
+    return (image,) if image_resized is None else (image, image_resized)
+
+
+def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    """An RGB PIL image from a PIL image (any mode) or an RGB / gray uint8 array."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array, got {array.dtype}")
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an RGB image array (H, W, 3), got shape {array.shape}")
+    return Image.fromarray(np.ascontiguousarray(array))
