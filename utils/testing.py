@@ -1,0 +1,138 @@
+"""Write the predicted maps of the test sets (architecture §16.3): run/Test.py and Expr.py use it.
+
+    predictor = Predictor.from_config(cfg)                       # utils.predictor
+    reports = write_test_predictions(cfg["Test"], cfg["Eval"]["pred_root"], predictor)
+
+For each set of ``Test.Dataset.sets`` the pairs are listed by the test dataset class (so, as in
+the reference, every image needs its mask; pairs whose sizes differ are dropped with a warning)
+and ``<pred_root>/<set>/<image stem>.png`` is written for every image: the Predictor's map at
+the image's original size, as floor(m·255). Maps already on disk are kept unless ``overwrite``;
+since every PNG is written atomically (utils.image_io), a map that exists is complete, so an
+interrupted run resumes by running it again. An image that cannot be decoded is reported by
+name and skipped. Decoding and the test transforms of the next image run in a thread while the
+network works on the current one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data import build_dataset
+from utils.compose import to_uint8
+from utils.image_io import ImageReadError, read_image, write_png_atomic
+from utils.predictor import Predictor, Prepared
+
+
+@dataclass
+class SetReport:
+    """What happened to one test set."""
+
+    name: str
+    total: int = 0  # pairs listed
+    written: int = 0
+    existing: int = 0  # kept from an earlier run
+    failed: list[str] = field(default_factory=list)  # one line per unreadable file
+    error: str | None = None  # the set could not be listed at all
+
+    def summary(self) -> str:
+        """One line for the log."""
+        if self.error:
+            return f"[{self.name}] error: {self.error}"
+        parts = [f"{self.written} written", f"{self.existing} already there"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} unreadable")
+        return f"[{self.name}] {self.total} images: " + ", ".join(parts)
+
+
+def _prepared(
+    predictor: Predictor, pending: list[Path]
+) -> Iterator[tuple[Path, Prepared | ImageReadError]]:
+    """(image path, prepared input or its read error), decoded one image ahead in a thread."""
+
+    def load(path: Path) -> Prepared | ImageReadError:
+        try:
+            return predictor.prepare(read_image(path))
+        except ImageReadError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(load, pending[0]) if pending else None
+        for index, path in enumerate(pending):
+            current = ahead
+            if index + 1 < len(pending):  # start the next decode before waiting for this one
+                ahead = pool.submit(load, pending[index + 1])
+            yield path, current.result()
+
+
+def write_set(
+    test_cfg: Mapping,
+    name: str,
+    out_dir: Path,
+    predictor: Predictor,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SetReport:
+    """Write the maps of one test set into ``out_dir``; see the module docstring."""
+    report = SetReport(name)
+    section = {**test_cfg["Dataset"], "sets": [name], "transforms": None}
+    try:
+        dataset = build_dataset(section, on_error="skip")
+    except ValueError as error:  # missing folder, image without a mask, ...
+        report.error = str(error)
+        return report
+    report.failed += dataset.failures
+    report.total = len(dataset) + len(dataset.failures)
+    targets = {pair.image: out_dir / f"{pair.name}.png" for pair in dataset.samples}
+    pending = [image for image, target in targets.items() if overwrite or not target.is_file()]
+    report.existing = len(targets) - len(pending)
+    bar = tqdm(total=len(targets), initial=report.existing, desc=name, disable=not progress)
+    for image, prepared in _prepared(predictor, pending):
+        if isinstance(prepared, ImageReadError):
+            report.failed.append(str(prepared))
+            log(f"skipped {prepared}")
+        else:
+            saliency = predictor.predict_prepared([prepared])[0]
+            write_png_atomic(targets[image], to_uint8(saliency))
+            report.written += 1
+        bar.update()
+    bar.close()
+    return report
+
+
+def test_problem(reports: list[SetReport]) -> str | None:
+    """Why a Test run failed (a set could not be listed, or no map exists at all), or None."""
+    failed = [report.name for report in reports if report.error]
+    if failed:
+        return f"test set(s) {', '.join(failed)} could not be read (see the messages above)"
+    if not any(report.written or report.existing for report in reports):
+        return "no map was written and none existed (see the messages above)"
+    return None
+
+
+def write_test_predictions(
+    test_cfg: Mapping,
+    pred_root: str | Path,
+    predictor: Predictor,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[SetReport]:
+    """:func:`write_set` for every set of ``test_cfg["Dataset"]["sets"]`` into
+    ``<pred_root>/<set>/``; logs one summary line per set and returns the reports."""
+    reports = []
+    for name in test_cfg["Dataset"]["sets"]:
+        out_dir = Path(pred_root) / name
+        report = write_set(
+            test_cfg, name, out_dir, predictor, overwrite=overwrite, progress=progress, log=log
+        )
+        log(report.summary() + ("" if report.error else f" -> {out_dir}"))
+        reports.append(report)
+    return reports

@@ -1,0 +1,133 @@
+"""What a run records: the per-step log (CSV, TensorBoard), debug pyramid tiles, console lines.
+
+``<checkpoint_dir>/train_log.csv`` has one row per optimiser step::
+
+    epoch,step,iteration,loss,lr_backbone,lr_head
+    1,1,1,7.93211,1.000e-06,1.000e-05
+
+``epoch`` and ``step`` count from 1 (``step`` within the epoch); ``iteration`` is the global
+step; the learning rates are those the step used. On resume, rows written after the resumed
+checkpoint (by a killed run) are dropped, so the file always describes one consistent run.
+TensorBoard event files go to ``<checkpoint_dir>/tensorboard/`` when the ``tensorboard``
+package is installed (``pip install tensorboard``); nothing changes when it is not.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from utils.image_io import write_png_atomic
+
+LOG_NAME = "train_log.csv"
+COLUMNS = ("epoch", "step", "iteration", "loss", "lr_backbone", "lr_head")
+
+
+def console(message: str) -> None:
+    """Print a line to stdout above any tqdm progress bars (the scripts' ``log``)."""
+    tqdm.write(message, file=sys.stdout)
+
+
+def show_library_warnings() -> None:
+    """Library warnings (e.g. a skipped unreadable file) as one 'warning: ...' line on stderr."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+
+
+def _tensorboard_writer(folder: Path):
+    """A SummaryWriter, or None when tensorboard is not installed (an optional extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+class TrainLog:
+    """Append-only step log; ``resume_iteration`` keeps only rows up to that iteration."""
+
+    def __init__(self, directory: str | os.PathLike, resume_iteration: int | None = None):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / LOG_NAME
+        rows = []
+        if resume_iteration is not None and self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows = [
+                    r for r in csv.DictReader(handle) if int(r["iteration"]) <= resume_iteration
+                ]
+        self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        self._file.flush()
+        self._board = _tensorboard_writer(directory / "tensorboard")
+
+    def step(self, epoch: int, step: int, iteration: int, loss: float, lrs: Sequence[float]):
+        """Record one optimiser step (``lrs``: the backbone's and the head's learning rate)."""
+        self._writer.writerow(
+            {
+                "epoch": epoch,
+                "step": step,
+                "iteration": iteration,
+                "loss": f"{loss:.6g}",
+                "lr_backbone": f"{lrs[0]:.4e}",
+                "lr_head": f"{lrs[-1]:.4e}",
+            }
+        )
+        self._file.flush()
+        if self._board is not None:
+            self._board.add_scalar("train/loss", loss, iteration)
+            self._board.add_scalar("train/lr_backbone", lrs[0], iteration)
+            self._board.add_scalar("train/lr_head", lrs[-1], iteration)
+
+    def close(self) -> None:
+        """Flush and close the CSV file and the TensorBoard writer."""
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a ``train_log.csv``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _to_gray(tile: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """One (H, W) map rescaled to 0..255 and resized (nearest) to ``size``."""
+    tile = tile.detach().float()
+    low, high = tile.min(), tile.max()
+    tile = (tile - low) / (high - low + 1e-8)
+    tile = F.interpolate(tile[None, None], size=size, mode="nearest")[0, 0]
+    return (tile.cpu().numpy() * 255).astype(np.uint8)
+
+
+def save_debug_tiles(
+    outputs: dict, path: str | os.PathLike, keys: Sequence[str] = ("saliency", "laplacian")
+) -> None:
+    """A PNG of the first sample's pyramids: one row per key in ``keys`` (``saliency``:
+    σ of [d3, d2, d1, d0]; ``laplacian``: [p2, p1, p0], min–max scaled), coarse to fine, each
+    map resized to the input size; the ground truth ends the saliency row when present."""
+    size = tuple(outputs["saliency"][-1].shape[-2:])
+    rows = []
+    for key in keys:
+        maps = [level[0, 0] for level in outputs[key]]
+        if key == "saliency":
+            maps = [torch.sigmoid(level.float()) for level in maps]
+            if isinstance(outputs.get("gt"), Tensor):
+                maps.append(outputs["gt"][0, 0])
+        rows.append([_to_gray(level, size) for level in maps])
+    width = max(len(row) for row in rows)
+    blank = np.zeros(size, np.uint8)
+    grid = [np.concatenate(row + [blank] * (width - len(row)), axis=1) for row in rows]
+    write_png_atomic(path, np.concatenate(grid, axis=0))
