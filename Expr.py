@@ -36,10 +36,11 @@ from utils.config import ConfigError, add_config_arguments, config_from_args, co
 from utils.distributed import barrier, init_distributed, shutdown_distributed  # noqa: E402
 from utils.evaluation import evaluate_config  # noqa: E402
 from utils.predictor import Predictor  # noqa: E402
-from utils.synthetic import TEST_SET, TRAIN_SET, make_synthetic_dataset  # noqa: E402
-from utils.testing import test_problem, write_test_predictions  # noqa: E402
+from utils.synthetic import MANIFEST, TEST_SET, TRAIN_SET, make_synthetic_dataset  # noqa: E402
+from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
 from utils.train_log import console, show_library_warnings  # noqa: E402
 from utils.training import (  # noqa: E402
+    ABORTED,
     USER_ERRORS,
     add_training_arguments,
     resume_command,
@@ -70,28 +71,26 @@ def synthetic_folder(cfg: Mapping) -> Path | None:
 
 
 def ensure_synthetic_data(cfg: Mapping, log: Callable[[str], None] = print) -> None:
-    """Generate the synthetic data set when the config reads it and it is not there yet."""
+    """Generate the synthetic data set when the config reads it and it is not complete (its
+    manifest, written last, is missing); a complete one is left as it is."""
     folder = synthetic_folder(cfg)
-    if folder is None:
-        return
-    train_root, test_root = (folder / name for name, _ in (TRAIN_SET, TEST_SET))
-    if (train_root / TRAIN_SET[1] / "images").is_dir() and (test_root / TEST_SET[1]).is_dir():
+    if folder is None or (folder / MANIFEST).is_file():
         return
     log(f"generating the synthetic data set in {folder} (python -m utils.synthetic)")
     make_synthetic_dataset(folder)
 
 
-def test_and_evaluate(cfg: Mapping, args: argparse.Namespace) -> int:
+def predict_and_score(cfg: Mapping, args: argparse.Namespace) -> int:
     """Write the maps of the test sets, score them and print the tables; the exit status."""
     predictor = Predictor.from_config(cfg, device=args.device)
     reports = write_test_predictions(
         cfg["Test"], cfg["Eval"]["pred_root"], predictor, progress=not args.no_progress, log=console
     )
-    problem = test_problem(reports)
+    problem = predictions_problem(reports)
     results = evaluate_config(
         cfg["Eval"],
         method=config_name(args.config),
-        workers=max(1, min(4, len(os.sched_getaffinity(0)))),
+        workers=min(4, os.cpu_count() or 1),
         progress=not args.no_progress,
         log=console,
     )
@@ -131,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"error: {ABORTED}", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
     if not info.is_main:
@@ -138,11 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     console(result.summary(resume_command("Expr.py", argv)))
     if result.exit_code:
         return result.exit_code
+    again = f"finish with {resume_command('Expr.py', argv)}"
     try:
-        return test_and_evaluate(cfg, args)
+        return predict_and_score(cfg, args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted while testing; the maps written so far are kept: {again}", file=sys.stderr
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ never half). Unreadable images are reported by name and skipped. Score the maps 
 ``python run/Eval.py --config <same config>``.
 
 Exit status: 0 when every set has its maps, 1 when a set could not be read or no map exists at
-all, 2 for a config, checkpoint or device error.
+all, 2 for a config, checkpoint or device error, 130 after Ctrl-C (the maps written are kept).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo pack
 
 from utils.config import add_config_arguments, config_from_args  # noqa: E402
 from utils.predictor import Predictor  # noqa: E402
-from utils.testing import test_problem, write_test_predictions  # noqa: E402
-from utils.train_log import console  # noqa: E402
+from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
+from utils.train_log import console, show_library_warnings  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,21 +51,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    show_library_warnings()
     try:
         cfg = config_from_args(args, require=("Model", "Test", "Eval"))
         predictor = Predictor.from_config(cfg, ckpt=args.ckpt, device=args.device, pm=args.PM)
     except (ValueError, FileNotFoundError) as error:  # config, checkpoint, device: one line
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reports = write_test_predictions(
-        cfg["Test"],
-        cfg["Eval"]["pred_root"],
-        predictor,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        log=console,
-    )
-    problem = test_problem(reports)
+    try:
+        reports = write_test_predictions(
+            cfg["Test"],
+            cfg["Eval"]["pred_root"],
+            predictor,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            log=console,
+        )
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the maps written so far are kept; run the same command again "
+            "(without --overwrite) to write the rest",
+            file=sys.stderr,
+        )
+        return 130
+    problem = predictions_problem(reports)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ from utils.config import ConfigError, add_config_arguments, config_from_args  # 
 from utils.distributed import init_distributed, shutdown_distributed  # noqa: E402
 from utils.train_log import console, show_library_warnings  # noqa: E402
 from utils.training import (  # noqa: E402
+    ABORTED,
     USER_ERRORS,
     add_training_arguments,
     resume_command,
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"error: {ABORTED}", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
     if not info.is_main:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any
 
 import torch
@@ -77,7 +78,9 @@ def init_distributed(device: str | None = None) -> DistInfo:
         torch.cuda.set_device(chosen)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if chosen.type == "cuda" else "gloo"
-        kwargs = {"device_id": chosen} if chosen.type == "cuda" else {}
+        kwargs = {}
+        if chosen.type == "cuda" and "device_id" in signature(dist.init_process_group).parameters:
+            kwargs["device_id"] = chosen  # torch >= 2.3: binds the NCCL group to this GPU
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return DistInfo(rank, world_size, local_rank, chosen)
 

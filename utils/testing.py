@@ -45,7 +45,8 @@ class SetReport:
             return f"[{self.name}] error: {self.error}"
         parts = [f"{self.written} written", f"{self.existing} already there"]
         if self.failed:
-            parts.append(f"{len(self.failed)} unreadable")
+            names = "; ".join(self.failed[:3]) + (" ..." if len(self.failed) > 3 else "")
+            parts.append(f"{len(self.failed)} unreadable ({names})")
         return f"[{self.name}] {self.total} images: " + ", ".join(parts)
 
 
@@ -96,7 +97,7 @@ def write_set(
     for image, prepared in _prepared(predictor, pending):
         if isinstance(prepared, ImageReadError):
             report.failed.append(str(prepared))
-            log(f"skipped {prepared}")
+            log(f"warning: skipped {prepared}")
         else:
             saliency = predictor.predict_prepared([prepared])[0]
             write_png_atomic(targets[image], to_uint8(saliency))
@@ -106,7 +107,7 @@ def write_set(
     return report
 
 
-def test_problem(reports: list[SetReport]) -> str | None:
+def predictions_problem(reports: list[SetReport]) -> str | None:
     """Why a Test run failed (a set could not be listed, or no map exists at all), or None."""
     failed = [report.name for report in reports if report.error]
     if failed:

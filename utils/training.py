@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ class TrainingError(RuntimeError):
 # e.g. an image without its mask), missing backbone weights (FileNotFoundError), an unusable
 # state.pth (StateError), a NaN loss (TrainingError).
 USER_ERRORS = (TrainingError, StateError, ValueError, FileNotFoundError)
+# The message after a second Ctrl-C (StopRequest's KeyboardInterrupt).
+ABORTED = "aborted by a second Ctrl-C: the current step was not saved; the last checkpoint is kept"
 
 
 @dataclass
@@ -90,11 +93,6 @@ class TrainResult:
     skipped: int  # samples skipped because their files could not be decoded
     seconds: float
     seed: int
-
-    @property
-    def finished(self) -> bool:
-        """True when every configured epoch is done."""
-        return self.epochs_done >= self.epochs
 
     @property
     def exit_code(self) -> int:
@@ -303,19 +301,30 @@ def _loader(run: _Run, cfg: Mapping, seed: int, epoch: int) -> DataLoader:
 
 
 def _loss(run: _Run, batch: Mapping, device: torch.device) -> tuple[torch.Tensor, dict]:
-    """Forward (under autocast when mixed precision is on) and the loss of spec §15.1.
+    """Forward (under autocast when mixed precision is on) and the loss of spec §15.1; also
+    returns the pyramids (``saliency``, ``laplacian``, ``gt``) for debug tiles.
 
     The loss is computed here in float32, outside autocast, with the same ``pyramid_loss``
     the model's forward uses: binary_cross_entropy is refused inside CUDA autocast.
     """
     image = batch["image"].to(device, non_blocking=True)
     gt = batch["gt"].to(device, non_blocking=True)
-    enabled = run.amp_dtype is not None
-    with torch.autocast(device.type, dtype=run.amp_dtype or torch.float32, enabled=enabled):
+    autocast = nullcontext()
+    if run.amp_dtype is not None:
+        autocast = torch.autocast(device.type, dtype=run.amp_dtype)
+    with autocast:
         out = run.model({"image": image})
     saliency = [level.float() for level in out["saliency"]]
     loss = pyramid_loss(saliency, gt, _unwrap(run.model).image_pyramid)
     return loss, {"saliency": saliency, "laplacian": out["laplacian"], "gt": gt}
+
+
+def _detached(pyramids: dict) -> dict:
+    """A copy of :func:`_loss`'s pyramids that keeps no autograd graph alive."""
+    return {
+        key: [t.detach() for t in value] if isinstance(value, list) else value.detach()
+        for key, value in pyramids.items()
+    }
 
 
 @dataclass
@@ -429,7 +438,7 @@ class _Loop:
             batch = next(batches)
             outcome.skipped += skipped_files(batch)
             lrs = run.scheduler.get_last_lr()
-            loss, outcome.last = _loss(run, batch, info.device)
+            loss, pyramids = _loss(run, batch, info.device)
             value = loss.item()
             flags = [stop.signal_name is not None, not np.isfinite(value)]
             outcome.stopping, bad = any_rank(flags, info)
@@ -443,6 +452,8 @@ class _Loop:
             run.scheduler.step()
             outcome.step += 1
             outcome.losses.append(value)
+            if self.debug_keys:
+                outcome.last = _detached(pyramids)
             if self.journal is not None:
                 iteration = epoch * run.batches + outcome.step
                 self.journal.step(epoch + 1, outcome.step, iteration, value, lrs)
