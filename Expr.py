@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 from utils.config import ConfigError, add_config_arguments, config_from_args, config_name  # noqa: E402
 from utils.distributed import barrier, init_distributed, shutdown_distributed  # noqa: E402
 from utils.evaluation import evaluate_config  # noqa: E402
+from utils.malloc_tuning import tune_malloc  # noqa: E402
 from utils.predictor import Predictor  # noqa: E402
 from utils.synthetic import MANIFEST, TEST_SET, TRAIN_SET, make_synthetic_dataset  # noqa: E402
 from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
@@ -104,6 +105,7 @@ def predict_and_score(cfg: Mapping, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tune_malloc()
     show_library_warnings()
     try:
         cfg = config_from_args(args, require=("Model", "Train", "Test", "Eval"))

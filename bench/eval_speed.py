@@ -9,11 +9,11 @@ the nine metrics Sm, mae, adpEm, maxEm, avgEm, adpFm, maxFm, avgFm, wFm, and (B)
 loop over the pysodmetrics classes (cv2.imread grayscale, then Smeasure, Emeasure, Fmeasure,
 WeightedFmeasure and MAE ``step`` per image). Every sample is bracketed by a matmul speed probe
 (four 1024^3 float32 torch matmuls): before each sample the script waits (up to ``--max-wait``
-seconds) until the probe is within ``--probe-slack`` of the best probe seen, and samples with a
-probe above that limit are dropped, so that other jobs on the machine do not skew the ratio.
-Prints the medians and ends with
+seconds) until the probe is within ``--probe-slack`` of the best probe seen, and rounds with a
+slower probe are dropped (utils.benchmark), so that other jobs on the machine do not skew the
+ratio. Prints the medians and ends with
 
-    RESULT eval_speed ours=<s> peer=<s> ratio=<peer/ours>
+    RESULT eval_speed ours=<s> peer=<s> ratio=<median of the per-round peer/ours>
 
 It also checks that both give identical numbers (exit status 1 otherwise).
 """
@@ -21,11 +21,11 @@ It also checks that both give identical numbers (exit status 1 otherwise).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ if str(ROOT) not in sys.path:
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import py_sod_metrics  # noqa: E402
-import torch  # noqa: E402
 
+from utils.benchmark import QuietGate, pairwise_ratio, result_line, time_alternating  # noqa: E402
 from utils.evaluation import evaluate_folder  # noqa: E402
 
 NINE = ["Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm"]
@@ -96,28 +96,6 @@ def run_peer(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
     }
 
 
-def probe() -> float:
-    """Seconds for four 1024^3 float32 matmuls: how fast the machine is right now."""
-    a = torch.rand(1024, 1024)
-    b = torch.rand(1024, 1024)
-    start = time.perf_counter()
-    for _ in range(4):
-        a @ b
-    return time.perf_counter() - start
-
-
-def wait_until_quiet(best: list[float], slack: float, max_wait: float) -> float:
-    """Probe until the machine is within ``slack`` of the best speed seen (or ``max_wait`` s
-    have passed); returns the last probe. ``best`` holds the best probe so far and is updated."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        seconds = probe()
-        best[0] = min(best[0], seconds)
-        if seconds <= best[0] * (1 + slack) or time.monotonic() > deadline:
-            return seconds
-        time.sleep(1.0)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--images", type=int, default=300)
@@ -139,46 +117,39 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="eval_speed_") as tmp:
         pred_dir, gt_dir = make_dataset(Path(tmp), args.images)
-        runners = {
-            "ours": lambda: run_ours(pred_dir, gt_dir, args.workers),
-            "peer": lambda: run_peer(pred_dir, gt_dir),
+        values = {
+            "ours": run_ours(pred_dir, gt_dir, args.workers),  # warm-up + numbers
+            "peer": run_peer(pred_dir, gt_dir),
         }
-        values = {name: run() for name, run in runners.items()}  # warm-up + numbers
-        samples: dict[str, list[tuple[float, float, float]]] = {"ours": [], "peer": []}
-        best = [min(probe() for _ in range(5))]
-        for round_index in range(args.rounds):
-            order = ["ours", "peer"] if round_index % 2 == 0 else ["peer", "ours"]
-            for name in order:
-                before = wait_until_quiet(best, args.probe_slack, args.max_wait)
+
+        def timed(run) -> Callable[[], float]:
+            def sample() -> float:
                 start = time.perf_counter()
-                runners[name]()
-                elapsed = time.perf_counter() - start
-                after = probe()
-                best[0] = min(best[0], after)
-                samples[name].append((elapsed, before, after))
-                print(
-                    f"round {round_index} {name}: {elapsed:.3f} s "
-                    f"(probes {before * 1e3:.0f}/{samples[name][-1][2] * 1e3:.0f} ms)"
-                )
+                run()
+                return time.perf_counter() - start
 
-    limit = best[0] * (1 + args.probe_slack)
-    medians = {}
-    for name, runs in samples.items():
-        kept = [t for t, before, after in runs if max(before, after) <= limit]
-        if not kept:
-            print(f"{name}: no quiet sample; using all {len(runs)} (noisy figure)")
-            kept = [t for t, _, _ in runs]
-        medians[name] = statistics.median(kept)
-        print(f"{name}: median {medians[name]:.3f} s over {len(kept)} of {len(runs)} samples")
+            return sample
 
+        runners = {
+            "ours": timed(lambda: run_ours(pred_dir, gt_dir, args.workers)),
+            "peer": timed(lambda: run_peer(pred_dir, gt_dir)),
+        }
+        gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
+        gate.calibrate()
+        samples = time_alternating(runners, args.rounds, gate)
+
+    comparison = pairwise_ratio(samples, gate)
+    note = "" if comparison.rounds_kept else " (NOISY: no quiet round)"
+    kept = f"{comparison.rounds_kept}/{comparison.rounds}"
+    print(
+        f"ours {comparison.ours:.3f} s, peer {comparison.peer:.3f} s (medians), pairwise ratio "
+        f"{comparison.ratio:.2f} over {kept} quiet rounds{note}"
+    )
     identical = values["ours"] == values["peer"]
     for metric in NINE:
         print(f"  {metric:6s} ours {values['ours'][metric]!r:22} peer {values['peer'][metric]!r}")
     print(f"numbers identical: {identical}")
-    ratio = medians["peer"] / medians["ours"]
-    print(
-        f"RESULT eval_speed ours={medians['ours']:.3f} peer={medians['peer']:.3f} ratio={ratio:.2f}"
-    )
+    print(result_line("eval_speed", comparison.ours, comparison.peer, comparison.ratio))
     return 0 if identical else 1
 
 

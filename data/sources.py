@@ -28,7 +28,6 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,13 @@ import numpy as np
 from PIL import Image
 
 from data.dataset import natural_key
-from utils.image_io import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image
+from utils.image_io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    is_image_file,
+    quiet_opencv,
+    read_image,
+)
 
 logger = logging.getLogger(__name__)
 # FFmpeg (inside OpenCV) prints its own multi-line complaints about broken files; every failure
@@ -153,17 +158,6 @@ class ImageMedia(Media):
         yield Frame(self.name, 0, np.array(image), image)
 
 
-@contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own console warnings (we raise one clear SourceError instead)."""
-    previous = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(previous)
-
-
 class VideoMedia(Media):
     """A video file (``target`` a path) or a webcam (``target`` an index), read with OpenCV."""
 
@@ -182,7 +176,7 @@ class VideoMedia(Media):
         if self._capture is not None:
             return self
         webcam = self.kind == "webcam"
-        with _quiet_opencv():
+        with quiet_opencv():  # one SourceError line instead
             capture = cv2.VideoCapture(self._target if webcam else str(self._target))
             if not capture.isOpened():
                 capture.release()

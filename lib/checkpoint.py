@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,10 +39,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
             f"{path}: refused: the file holds Python objects beyond tensors, which could run "
-            f"code when loaded (weights_only=True). {first}"
+            f"code when loaded (weights_only=True){refusal_detail(error)}"
         ) from None
     except Exception as error:  # torch raises many types for damaged files; one message
         raise CheckpointError(
@@ -49,6 +49,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
         ) from None
     return _unwrap(obj, path)
+
+
+def refusal_detail(error: BaseException) -> str:
+    """What torch's weights-only refusal says the file tried to load, as ``": loads <name>"``
+    ('' when it does not say). torch's own message is several paragraphs with terminal colour
+    codes and advice to load unsafely; only the blocked global's name is worth a user's line."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f": it loads {found.group(1)}" if found else ""
 
 
 def _unwrap(obj, path: Path) -> dict[str, Tensor]:

@@ -22,7 +22,8 @@ size and frame count), or with ``--type rgba`` a folder of frames ``<dest>/<stem
 ``results/<config stem>/<type>`` for an image or a video and
 ``results/<config stem>/<type>/<folder name>`` for a folder. Files are written atomically (a
 video under a hidden temporary name, renamed at the end); a run that was interrupted resumes:
-outputs already there are skipped unless ``--overwrite``.
+outputs already there are skipped unless ``--overwrite``, and the temporary files a kill left in
+``<dest>`` are deleted.
 
 The checkpoint is ``<Test.Checkpoint.checkpoint_dir>/latest.pth`` (or ``--ckpt``). Bad inputs
 get one error line each and the rest goes on. Exit status: 0 when something was processed (or
@@ -52,8 +53,9 @@ from tqdm import tqdm  # noqa: E402
 from data.sources import Media, SourceError, open_source  # noqa: E402
 from utils.compose import OutputType, compose, parse_output_type  # noqa: E402
 from utils.config import ConfigError, add_config_arguments, config_from_args, config_name  # noqa: E402
-from utils.image_io import write_png_atomic  # noqa: E402
-from utils.predictor import Predictor  # noqa: E402
+from utils.image_io import remove_stale_temporaries, write_png_atomic  # noqa: E402
+from utils.malloc_tuning import tune_malloc  # noqa: E402
+from utils.predictor import Predictor, add_speed_arguments, speed_options  # noqa: E402
 
 DEFAULT_FPS = 30.0  # when a video does not say its frame rate
 WINDOW = "InSPyReNet (q quits)"
@@ -77,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     parser.add_argument("--jit", action="store_true", help="trace the model (cached by input size)")
     parser.add_argument("--PM", action="store_true", help="Patch-Merging inference (Model.PM)")
+    add_speed_arguments(parser)
     parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--threshold", type=float, help="hard mask: map > THRESHOLD (0..1)")
@@ -456,6 +459,7 @@ def run_webcam(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tune_malloc()
     _log_to_stderr()
     try:
         output_type = parse_output_type(args.type)
@@ -477,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             jit=args.jit,
             pm=args.PM,
             pm_batch_size=max(args.batch_size, 4),
+            **speed_options(args),
         )
     except ValueError as error:  # config, checkpoint, device
         if source.kind == "webcam":
@@ -493,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         if source.kind == "webcam":
             return run_webcam(predictor, source.media[0], args, output_type)
         dest = Path(args.dest) if args.dest else default_dest(args.config, source, output_type)
+        remove_stale_temporaries(dest)
         jobs = plan_jobs(source, dest, output_type)
         todo, skipped, clashes = [], 0, 0
         for job in jobs:

@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo pack
     sys.path.insert(0, str(ROOT))
 
 from utils.config import add_config_arguments, config_from_args  # noqa: E402
-from utils.predictor import Predictor  # noqa: E402
+from utils.malloc_tuning import tune_malloc  # noqa: E402
+from utils.predictor import Predictor, add_speed_arguments, speed_options  # noqa: E402
 from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
 from utils.train_log import console, show_library_warnings  # noqa: E402
 
@@ -45,16 +46,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="predict maps that exist again")
     parser.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     parser.add_argument("--PM", action="store_true", help="patch-merging inference (Model.PM)")
+    add_speed_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tune_malloc()
     show_library_warnings()
     try:
         cfg = config_from_args(args, require=("Model", "Test", "Eval"))
-        predictor = Predictor.from_config(cfg, ckpt=args.ckpt, device=args.device, pm=args.PM)
+        predictor = Predictor.from_config(
+            cfg, ckpt=args.ckpt, device=args.device, pm=args.PM, **speed_options(args)
+        )
     except (ValueError, FileNotFoundError) as error:  # config, checkpoint, device: one line
         print(f"error: {error}", file=sys.stderr)
         return 2

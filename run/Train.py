@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo pack
 
 from utils.config import ConfigError, add_config_arguments, config_from_args  # noqa: E402
 from utils.distributed import init_distributed, shutdown_distributed  # noqa: E402
+from utils.malloc_tuning import tune_malloc  # noqa: E402
 from utils.train_log import console, show_library_warnings  # noqa: E402
 from utils.training import (  # noqa: E402
     ABORTED,
@@ -53,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tune_malloc()
     show_library_warnings()
     try:
         cfg = config_from_args(args, require=("Model", "Train"))

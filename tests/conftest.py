@@ -1,6 +1,10 @@
-"""Shared test setup: the repository root on sys.path and the location of ../shared."""
+"""Shared test setup: the repository root on sys.path, the location of ../shared and a maker of
+decompression-bomb PNGs."""
 
+import struct
 import sys
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,3 +21,26 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: CI must have ../shared beside the checkout")
     return SHARED
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A ~100-byte PNG whose header claims ``width``×``height`` (8-bit gray), built by hand."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="session")
+def png_claiming() -> Callable[[int, int], bytes]:
+    """``png_claiming(width, height)``: the bytes of a tiny PNG whose header claims that size
+    (a decompression bomb when it exceeds utils.image_io.MAX_PIXELS)."""
+    return _png_claiming

@@ -10,7 +10,9 @@ A checkpoint folder (``Train.Checkpoint.checkpoint_dir``) holds::
 
 Both ``.pth`` files are written atomically (temporary file + rename), ``state.pth`` first, so a
 kill at any moment leaves the previous complete pair or the new one; ``state.pth`` carries its
-own copy of the weights, so resuming never mixes two checkpoints. Every entry is a tensor or a
+own copy of the weights, so resuming never mixes two checkpoints. The temporary file a kill
+leaves behind (hidden, ``.state.pth.<8 characters>.tmp``) is deleted by the next checkpoint
+write in that folder (``utils.image_io.remove_stale_temporaries``). Every entry is a tensor or a
 plain Python value, so ``torch.load(..., weights_only=True)`` reads it: no pickled code.
 """
 
@@ -27,7 +29,8 @@ import torch
 from torch import nn
 
 from lib import save_checkpoint
-from lib.checkpoint import save_atomic
+from lib.checkpoint import refusal_detail, save_atomic
+from utils.image_io import remove_stale_temporaries
 
 LATEST = "latest.pth"
 STATE = "state.pth"
@@ -85,6 +88,7 @@ def save_training_checkpoint(
     """Write ``state.pth`` (``state`` plus the model weights) then ``latest.pth``; return the
     latter's path. Both writes are atomic."""
     directory = Path(directory)
+    remove_stale_temporaries(directory)  # what a killed earlier write left behind
     weights = {key: value.detach().cpu() for key, value in _unwrapped(model).state_dict().items()}
     save_atomic({"version": STATE_VERSION, **state, "model": weights}, directory / STATE)
     save_checkpoint(_unwrapped(model), directory / LATEST)
@@ -104,8 +108,9 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise StateError(f"{path}: refused: holds Python objects beyond tensors. {first}") from None
+        raise StateError(
+            f"{path}: refused: holds Python objects beyond tensors{refusal_detail(error)}"
+        ) from None
     except Exception as error:  # damaged files raise many types; report one line
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StateError(f"{path}: not a readable training state (truncated?): {first}") from None

@@ -34,7 +34,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, is_image_file, read_mask, write_bytes_atomic
+from utils.image_io import (
+    ImageReadError,
+    is_image_file,
+    read_mask,
+    remove_stale_temporaries,
+    write_bytes_atomic,
+)
 from utils.metrics import (
     check_metrics,
     dataset_curves,
@@ -429,10 +435,12 @@ def evaluate_config(
     """Score ``method``'s maps on every dataset of an ``Eval`` config section.
 
     Writes the result tables (and with ``stat`` the curves and their plots) under
-    ``eval_cfg["result_path"]`` and logs a summary and the markdown table per dataset.
+    ``eval_cfg["result_path"]`` and logs a summary and the markdown table per dataset; the
+    temporary files a killed earlier run left in ``result_path`` are deleted first.
     """
     metrics = check_metrics(eval_cfg["metrics"])
     result_path = Path(eval_cfg["result_path"])
+    remove_stale_temporaries(result_path)  # left by a killed run's table writes
     results = []
     with Evaluator(metrics, workers=workers, curves=stat) as evaluator:
         for dataset in eval_cfg["datasets"]:

@@ -5,15 +5,24 @@ Rules (documented in README, "What happens when things go wrong"):
 * Photos (:func:`read_image`): EXIF orientation is applied; grayscale, palette, RGBA (alpha
   dropped: the colour channels are kept as stored), CMYK, 16-bit and float inputs become 8-bit RGB.
   16-bit values are scaled by 1/257 (65535 -> 255).
-* Masks (:func:`read_mask`): read as 8-bit single channel, EXIF orientation applied too (so a
-  mask saved by the same camera app stays aligned with its photo). A colour (RGB, RGBA, palette,
-  CMYK) mask becomes gray with OpenCV's ``COLOR_RGB2GRAY`` rule 0.299 R + 0.587 G + 0.114 B
-  (what ``cv2.imread(..., IMREAD_GRAYSCALE)`` and the SOD toolkits do; alpha is dropped); a
-  16-bit mask is scaled to 8 bits. Values other than 0/255 are kept: training treats them as soft
-  targets (/255) and evaluation binarises at > 128, as the standard toolkits do.
-* A file larger than ``MAX_PIXELS`` is refused before it is decoded, with a clear message
-  (decompression bombs).
+* Masks (:func:`read_mask`): exactly what ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` gives, as the
+  standard SOD toolkits read them: the decoder makes the one channel (for a colour JPEG the luma
+  it stores, for a colour PNG libpng's RGB-to-gray, within 1 of 0.299 R + 0.587 G + 0.114 B;
+  alpha is dropped). Two deliberate differences: a 16-bit mask is scaled by 1/257 (OpenCV would
+  drop the low byte), and the EXIF orientation is the one Pillow reads, applied the way
+  :func:`read_image` applies it, so a mask stays aligned with its photo and with
+  :func:`read_image_size` (OpenCV 5.0, for one, cannot decode a TIFF tagged 5-8). What OpenCV
+  cannot decode (32-bit or float values, a damaged PNG) is read with Pillow instead: colour by
+  0.299 R + 0.587 G + 0.114 B, or Pillow's one-line error when the file is broken. Values other
+  than 0/255 are kept: training treats them as soft targets (/255) and evaluation binarises at
+  > 128, as the standard toolkits do.
+* A file larger than ``MAX_PIXELS`` is refused from its header, before it is decoded, with a
+  clear message (decompression bombs).
 * Paths may hold any unicode characters and spaces.
+* Writes are atomic (:func:`write_bytes_atomic`): a temporary ``.<name>.<8 characters>.tmp`` in
+  the target's folder, renamed over the target. A killed write leaves that hidden file behind;
+  :func:`remove_stale_temporaries` deletes such leftovers (the scripts call it on the folders
+  they write to) and the readers never list hidden files.
 
 Every failure raises :class:`ImageReadError`, whose message names the file and the problem on
 one line, so callers can report it and go on with the rest of a batch.
@@ -22,9 +31,13 @@ one line, so callers can report it and go on with the rest of a batch.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 import threading
+import time
 import warnings
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import cv2
@@ -38,11 +51,35 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 20000 * 20000
 
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-# EXIF orientations 5..8 are transposes/90-degree rotations: they swap width and height.
 _EXIF_ORIENTATION = 0x0112
+# What each EXIF orientation needs to be upright: the table of Pillow's ImageOps.exif_transpose.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Orientations 5..8 are transposes/90-degree rotations: they swap width and height.
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+# Pillow finds the orientation of a PNG whose EXIF (an eXIf chunk, ImageMagick's "Raw profile type
+# exif" text or XMP) follows the pixel data only by decoding the whole image. A PNG whose bytes
+# hold none of these chunk keywords has no orientation: searching the bytes is ~15x quicker than
+# decoding, and most masks are such PNGs.
+_PNG_EXIF_KEYWORDS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
+# read_mask's OpenCV decode: one channel as cv2.IMREAD_GRAYSCALE makes it, 16 bits kept (scaled by
+# our rule), the orientation left to us (see the module rules).
+_MASK_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 # Pillow's bomb limit is a process-wide global: set and restore it under a lock.
 _PIL_LIMIT_LOCK = threading.Lock()
+# The temporary files of write_bytes_atomic (tempfile.mkstemp: 8 random characters) and of
+# lib.checkpoint.save_atomic, which names them the same way.
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+# A write keeps touching its temporary file: one untouched this long belongs to no running write,
+# so remove_stale_temporaries may delete it.
+STALE_AFTER_S = 60.0
 
 
 class ImageReadError(ValueError):
@@ -100,17 +137,46 @@ def _exif_transpose(image: Image.Image) -> Image.Image:
         return image
 
 
+def _scale_16bit(array: np.ndarray) -> np.ndarray:
+    """16-bit values scaled to uint8 by 1/257 (65535 -> 255), rounded."""
+    return (array.astype(np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+
+
 def _to_8bit_array(image: Image.Image) -> np.ndarray:
     """Array of a 16/32-bit integer or float single-channel image scaled to uint8."""
     array = np.asarray(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N") or (
         image.mode == "I" and array.max(initial=0) > 255
     ):
-        return (array.astype(np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+        return _scale_16bit(array)
     if image.mode == "F":
         scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
         return (array.astype(np.float64) * scale).round().clip(0, 255).astype(np.uint8)
     return array.clip(0, 255).astype(np.uint8)
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes; ImageReadError naming it when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ImageReadError(path, f"cannot read file ({error.strerror or error})") from None
+
+
+def _orientation(
+    image: Image.Image, path: str | os.PathLike, data: bytes | None = None
+) -> int | None:
+    """The EXIF orientation (1..8, or None) of ``image`` opened from ``path`` (raw bytes ``data``
+    when already read), as Pillow's exif_transpose reads it, without decoding the pixels when
+    the file cannot hold one."""
+    if image.format == "PNG" and "exif" not in image.info:
+        data = _read_bytes(path) if data is None else data
+        if not any(keyword in data for keyword in _PNG_EXIF_KEYWORDS):
+            return None
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION)
+    except (OSError, ValueError, SyntaxError, KeyError):  # a broken EXIF block: no orientation
+        return None
 
 
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -119,13 +185,9 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     The EXIF orientation is taken into account (a 90-degree tag swaps the sides) without decoding
     the pixels, so a data set can check thousands of pairs quickly.
     """
-    image = _open_header(path)
-    with image:
+    with _open_header(path) as image:
         width, height = image.size
-        try:
-            orientation = image.getexif().get(_EXIF_ORIENTATION)
-        except (OSError, ValueError, SyntaxError, KeyError):
-            orientation = None
+        orientation = _orientation(image, path)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return height, width
@@ -143,6 +205,44 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a mask or a saliency map as a (H, W) uint8 array (see the module rules)."""
+    with _open_header(path) as header:  # a missing file or a bomb is refused before decoding
+        data = _read_bytes(path)
+        orientation = _orientation(header, path, data)
+        decodable = header.format != "PNG" or _png_intact(path)
+    mask = _decode_gray(data) if decodable else None
+    if mask is None:
+        return _read_mask_pil(path)
+    if orientation in _UPRIGHT:
+        mask = np.asarray(Image.fromarray(mask).transpose(_UPRIGHT[orientation]))
+    return mask
+
+
+def _png_intact(path: str | os.PathLike) -> bool:
+    """Pillow's check of a PNG's chunks and checksums (the pixels are not decoded). A damaged PNG
+    is left to Pillow, which names the problem, because libpng prints its own lines on stderr."""
+    try:
+        with _open_header(path) as image:
+            image.verify()
+    except Exception:  # damaged files raise many types; _read_mask_pil reports the problem
+        return False
+    return True
+
+
+def _decode_gray(data: bytes) -> np.ndarray | None:
+    """OpenCV's one-channel decode of a file's bytes (16-bit scaled to 8), not turned upright;
+    None when OpenCV cannot decode it or gives 32-bit or float values (Pillow's rules then)."""
+    with quiet_opencv():
+        try:
+            gray = cv2.imdecode(np.frombuffer(data, np.uint8), _MASK_FLAGS)
+        except cv2.error:
+            return None
+    if gray is None or gray.dtype not in (np.uint8, np.uint16):
+        return None
+    return _scale_16bit(gray) if gray.dtype == np.uint16 else gray
+
+
+def _read_mask_pil(path: str | os.PathLike) -> np.ndarray:
+    """:func:`read_mask` for what OpenCV cannot decode: Pillow, colour by COLOR_RGB2GRAY."""
     image = _exif_transpose(_open_pil(path))
     if image.mode in _HIGH_DEPTH_MODES:
         return _to_8bit_array(image)
@@ -150,6 +250,37 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         return np.array(image, dtype=np.uint8)
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+class _QuietOpenCV:
+    """OpenCV's console log switched off while at least one user (of any thread) is inside."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._level = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            self._users += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                cv2.utils.logging.setLogLevel(self._level)
+
+
+_QUIET_OPENCV = _QuietOpenCV()
+
+
+def quiet_opencv() -> AbstractContextManager[None]:
+    """``with quiet_opencv():`` silences OpenCV's own console messages (several lines, often
+    without the file name) while reading; the caller reports a failure as one line naming the
+    file. Nested and concurrent (threads) uses are fine."""
+    return _QUIET_OPENCV
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -184,6 +315,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S
+) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in ``folder`` (not its
+    sub-folders) and return their paths.
+
+    Only regular files named like ours (``.<name>.<8 characters>.tmp``) and untouched for
+    ``older_than_s`` seconds go: a younger one may belong to a run writing there right now.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for path in folder.iterdir():
+        if not _TEMPORARY_NAME.fullmatch(path.name):
+            continue
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s:
+                continue
+            path.unlink()
+        except OSError:  # removed meanwhile, or not ours to remove: leave it
+            continue
+        removed.append(path)
+    return removed
 
 
 def _current_umask() -> int:

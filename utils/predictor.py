@@ -30,10 +30,18 @@ Patch Merging runs eagerly (its patch loop is Python), so ``jit`` is ignored wit
 Device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or None (auto: cuda, else mps, else cpu); the
 choice is said once on stderr. TF32 is switched off (spec §11). ``precision`` ``bf16``/``fp16``
 run the network under autocast (the published results are fp32).
+
+Speed (``optimize=True``, the default): the predictor owns its model and rewrites it for
+inference with :func:`lib.inference_opt.optimize_for_inference` (BatchNorm folded into the
+head's convolutions, channels-last weights and inputs), which changes logits by float32
+rounding only (mean 1e-5 on the fixture models; tests/lib/test_inference_opt.py). ``compile``
+wraps the network in ``torch.compile`` (inductor; minutes of compilation per input size on a
+small CPU, see README "Performance").
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -54,12 +62,21 @@ from torch import Tensor, nn
 from data.transforms import build_transforms
 from lib import PatchMergeInference, build_model, load_checkpoint
 from lib.checkpoint import CheckpointError
+from lib.inference_opt import optimize_for_inference
 from lib.model import normalize_prediction
 from utils.compose import to_uint8
 from utils.config import SCHEMA, load_config
 from utils.image_io import write_bytes_atomic
 
-__all__ = ["Prepared", "Predictor", "PredictorError", "select_device", "to_uint8"]
+__all__ = [
+    "Prepared",
+    "Predictor",
+    "PredictorError",
+    "add_speed_arguments",
+    "select_device",
+    "speed_options",
+    "to_uint8",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -181,7 +198,8 @@ class Predictor:
     ``device``, ``jit`` (trace and cache, see the module docstring), ``pm`` (None, or
     ``(patch_size, stride)`` for Patch Merging), ``precision`` (fp32, bf16, fp16),
     ``ckpt_path`` (where the jit cache goes; None: memory only), ``pm_batch_size`` (patches per
-    forward pass in PM), ``model_config`` (part of the jit cache key).
+    forward pass in PM), ``model_config`` (part of the jit cache key), ``optimize`` (rewrite the
+    model for inference, in place; module docstring), ``compile`` (``torch.compile`` it).
     """
 
     def __init__(
@@ -196,11 +214,17 @@ class Predictor:
         ckpt_path: str | os.PathLike | None = None,
         pm_batch_size: int = 4,
         model_config: Mapping | None = None,
+        optimize: bool = True,
+        compile: bool = False,
     ):
         if precision not in PRECISIONS:
             raise PredictorError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.optimized = optimize
+        if optimize:
+            optimize_for_inference(self.model)
+        self._network = torch.compile(self.model) if compile else self.model
         self.transforms = transforms if callable(transforms) else build_transforms(transforms)
         self.precision = precision
         self.pm = None if pm is None else PatchMergeInference(self.model, *pm, pm_batch_size)
@@ -223,6 +247,8 @@ class Predictor:
         precision: str | None = None,
         opts: Sequence[str] = (),
         pm_batch_size: int = 4,
+        optimize: bool = True,
+        compile: bool = False,
     ) -> Predictor:
         """Build the model of ``config`` (a YAML path, with ``opts`` overrides, or a loaded
         config dict) and load ``ckpt`` (default ``<Test.Checkpoint.checkpoint_dir>/latest.pth``).
@@ -275,6 +301,8 @@ class Predictor:
             ckpt_path=ckpt,
             pm_batch_size=pm_batch_size,
             model_config=model_cfg,
+            optimize=optimize,
+            compile=compile,
         )
 
     # -- public API -----------------------------------------------------------------------------
@@ -304,17 +332,23 @@ class Predictor:
             groups.setdefault(item.key, []).append(index)
         with torch.inference_mode():
             for indices in groups.values():
-                image = torch.stack([items[i].image for i in indices]).to(self.device)
+                image = self._batch([items[i].image for i in indices])
                 resized = None
                 if items[indices[0]].image_resized is not None:
-                    resized = torch.stack([items[i].image_resized for i in indices])
-                    resized = resized.to(self.device)
+                    resized = self._batch([items[i].image_resized for i in indices])
                 logits = self._logits(image, resized).float()
                 for row, index in enumerate(indices):
                     results[index] = self._finish(logits[row : row + 1], items[index].shape)
         return results
 
     # -- internals ------------------------------------------------------------------------------
+    def _batch(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Stack (C, H, W) tensors on the device, channels-last when the model is optimised."""
+        batch = torch.stack(list(tensors)).to(self.device)
+        if self.optimized:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
     @staticmethod
     def _finish(logits: Tensor, shape: tuple[int, int]) -> np.ndarray:
         """σ + min–max of one image (the model's own post-processing), then bilinT to shape."""
@@ -338,7 +372,7 @@ class Predictor:
             sample = {"image": image}
             if image_resized is not None:
                 sample["image_resized"] = image_resized
-            return self.model(sample)["saliency"][-1]
+            return self._network(sample)["saliency"][-1]
 
     def _cache_name(self, image: Tensor, image_resized: Tensor | None) -> str:
         b, _, h, w = image.shape
@@ -350,7 +384,7 @@ class Predictor:
             return name
         stat = self.ckpt_path.stat()
         identity = json.dumps(
-            [self._model_config, stat.st_size, stat.st_mtime_ns, torch.__version__],
+            [self._model_config, stat.st_size, stat.st_mtime_ns, torch.__version__, self.optimized],
             sort_keys=True,
             default=str,
         )
@@ -393,6 +427,34 @@ class Predictor:
         with torch.inference_mode(False), torch.no_grad(), _quiet_jit():
             inputs = tuple(t.clone() for t in _inputs(image, image_resized))
             return torch.jit.trace(_Logits(self.model), inputs, check_trace=False)
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--precision``, ``--no-optimize`` and ``--compile`` for the scripts that predict."""
+    parser.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        help="network precision (default: the config's Model.precision, fp32); bf16 on CPUs with "
+        "AVX512-BF16/AMX and on GPUs, fp16 on GPUs",
+    )
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="run the plain model (no BatchNorm folding or channels-last)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (slow first image)"
+    )
+    return parser
+
+
+def speed_options(args: argparse.Namespace) -> dict:
+    """The :meth:`Predictor.from_config` keywords of :func:`add_speed_arguments`' flags."""
+    return {
+        "precision": args.precision,
+        "optimize": not args.no_optimize,
+        "compile": args.compile,
+    }
 
 
 @contextmanager

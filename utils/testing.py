@@ -8,7 +8,8 @@ the reference, every image needs its mask; pairs whose sizes differ are dropped 
 and ``<pred_root>/<set>/<image stem>.png`` is written for every image: the Predictor's map at
 the image's original size, as floor(m·255). Maps already on disk are kept unless ``overwrite``;
 since every PNG is written atomically (utils.image_io), a map that exists is complete, so an
-interrupted run resumes by running it again. An image that cannot be decoded is reported by
+interrupted run resumes by running it again (and deletes the temporary files a kill left in
+``<pred_root>/<set>/``). An image that cannot be decoded is reported by
 name and skipped. Decoding and the test transforms of the next image run in a thread while the
 network works on the current one.
 """
@@ -24,7 +25,12 @@ from tqdm import tqdm
 
 from data import build_dataset
 from utils.compose import to_uint8
-from utils.image_io import ImageReadError, read_image, write_png_atomic
+from utils.image_io import (
+    ImageReadError,
+    read_image,
+    remove_stale_temporaries,
+    write_png_atomic,
+)
 from utils.predictor import Predictor, Prepared
 
 
@@ -90,6 +96,7 @@ def write_set(
         return report
     report.failed += dataset.failures
     report.total = len(dataset) + len(dataset.failures)
+    remove_stale_temporaries(out_dir)
     targets = {pair.image: out_dir / f"{pair.name}.png" for pair in dataset.samples}
     pending = [image for image, target in targets.items() if overwrite or not target.is_file()]
     report.existing = len(targets) - len(pending)

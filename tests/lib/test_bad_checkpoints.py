@@ -57,7 +57,9 @@ def test_pickle_that_would_run_code_is_refused_without_running(tiny_model, tmp_p
         pickle.dump({"weight": _RunsCode(marker)}, handle, protocol=2)
     with pytest.raises(CheckpointError, match="refused") as info:
         load_checkpoint(tiny_model, path)
-    assert "evil.pth" in str(info.value)
+    message = str(info.value)
+    assert "evil.pth" in message and "io.open" in message  # names what it tried to load
+    assert "\n" not in message and "\x1b" not in message  # one plain line
     assert not marker.exists(), "the pickle's code ran"
     # Sanity: the payload really does run code when unpickled unsafely.
     with open(path, "rb") as handle:

@@ -141,8 +141,7 @@ def test_pm_inference_writes_maps(setup, tmp_path):
     """--PM (patch merging, Model.PM) also gives maps at the original size."""
     data, ckpt = setup
     pred = tmp_path / "pred"
-    opts = ["Model.PM.stride=32"]  # lib.pm needs multiples of 32 (the tiny config says 48)
-    assert Test.main(argv(data, ckpt, pred, "--PM") + opts) == 0
+    assert Test.main(argv(data, ckpt, pred, "--PM")) == 0
     for image in images(data):
         written = read_mask(pred / "Synth-TE" / f"{image.stem}.png")
         assert written.shape == read_image_size(image) and np.ptp(written) > 128

@@ -167,6 +167,49 @@ def test_sigkill_then_resume_from_the_last_checkpoint(data, reference, tmp_path)
     assert [int(r["iteration"]) for r in read_log(log)] == list(range(1, 7))
 
 
+# Train.py with os.replace killing the process on its N-th checkpoint rename (argv[1]): the
+# temporary file is complete but not renamed, as when a kill lands inside a checkpoint write.
+KILL_ON_RENAME = """
+import os, signal, sys
+replace, renames = os.replace, []
+
+def replace_or_die(src, dst):
+    if str(dst).endswith(".pth"):
+        renames.append(dst)
+        if len(renames) == int(sys.argv[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return replace(src, dst)
+
+os.replace = replace_or_die
+from run import Train
+sys.exit(Train.main(sys.argv[2:]))
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path):
+    """Killed while writing epoch 2's state.pth (rename 3: epoch 1 wrote state.pth and
+    latest.pth): --resume starts from epoch 1's complete pair, ends with exactly the weights of
+    an uninterrupted run and deletes the temporary file the kill left."""
+    ckpt = tmp_path / "ckpt"
+    command = [sys.executable, "-c", KILL_ON_RENAME, "3", *argv(data, ckpt)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    leftovers = list(ckpt.glob(".state.pth.*.tmp"))
+    assert len(leftovers) == 1 and sorted(p.name for p in ckpt.glob("*.pth")) == [
+        "latest.pth",
+        "state.pth",
+    ]
+    assert load_training_state(ckpt)["epoch"] == 1
+    an_hour_ago = time.time() - 3600  # older than utils.image_io.STALE_AFTER_S
+    os.utime(leftovers[0], (an_hour_ago, an_hour_ago))
+
+    assert Train.main(argv(data, ckpt) + ["--resume"]) == 0
+    resumed, uninterrupted = weights(ckpt), weights(reference)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
+    assert not list(ckpt.glob(".*.tmp"))
+
+
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, capsys, monkeypatch):
     ckpt = tmp_path / "ckpt"
     on_loss_call(monkeypatch, 3, lambda loss: loss * float("nan"))

@@ -133,7 +133,7 @@ def test_tiny_config():
         "pretrained": False,
         "base_size": [96, 96],
         "threshold": None,
-        "PM": {"patch_size": 96, "stride": 48},
+        "PM": {"patch_size": 96, "stride": 32},
         "backbone": {"layers": [1, 1, 1, 3], "base_width": 4},
         "precision": "fp32",
     }

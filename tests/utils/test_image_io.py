@@ -4,21 +4,27 @@ Expected values come from Pillow's / OpenCV's own conversions of the same file (
 the module docstring) or from hand computation where stated.
 """
 
+import os
 import struct
-import zlib
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, PngImagePlugin
 
+from lib.checkpoint import save_atomic
 from utils import image_io
 from utils.image_io import (
     ImageReadError,
     is_image_file,
+    quiet_opencv,
     read_image,
     read_image_size,
     read_mask,
+    remove_stale_temporaries,
     write_bytes_atomic,
     write_png_atomic,
 )
@@ -82,10 +88,130 @@ def test_palette_and_rgba_png(tmp_path):
     Image.fromarray(rgba).save(rgba_path)
     expected_rgb = np.asarray(Image.open(palette_path).convert("RGB"))
     np.testing.assert_array_equal(np.asarray(read_image(palette_path)), expected_rgb)
-    np.testing.assert_array_equal(
-        read_mask(palette_path), cv2.cvtColor(expected_rgb, cv2.COLOR_RGB2GRAY)
-    )
     np.testing.assert_array_equal(np.asarray(read_image(rgba_path)), _pattern())  # alpha dropped
+    for path in (palette_path, rgba_path):  # masks: what the toolkits' cv2.imread gives
+        np.testing.assert_array_equal(read_mask(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+
+
+def _gray_pattern(width=40, height=24):
+    """A (H, W) uint8 array that is not symmetric under any flip or rotation."""
+    y, x = np.mgrid[0:height, 0:width]
+    return (x * 5 + y).astype(np.uint8)
+
+
+def test_colour_masks_read_as_cv2_imread_grayscale(tmp_path):
+    """Every colour mask gives exactly cv2.imread(path, IMREAD_GRAYSCALE), the SOD toolkits'
+    reader (module rules); unicode and a space in the path are fine."""
+    rgb = Image.fromarray(_pattern())
+    files = {
+        "rgb.png": rgb,
+        "rgba.png": Image.fromarray(np.dstack([_pattern(), np.full((24, 40), 9, np.uint8)])),
+        "palette.png": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
+        "colour.jpg": rgb,
+        "cmyk.jpg": rgb.convert("CMYK"),
+        "colour.webp": rgb,
+        "colour.bmp": rgb,
+    }
+    folder = tmp_path / "마스크 폴더"
+    folder.mkdir()
+    for name, image in files.items():
+        image.save(folder / name)
+        expected = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+        np.testing.assert_array_equal(read_mask(folder / name), expected, err_msg=name)
+    # The rule matters: cvtColor on Pillow's RGB (what read_mask did before) is 1 off on many
+    # pixels of the PNG (libpng's integer conversion).
+    converted = cv2.cvtColor(_pattern(), cv2.COLOR_RGB2GRAY).astype(int)
+    difference = np.abs(converted - read_mask(folder / "rgb.png"))
+    assert difference.max() == 1
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_mask_exif_orientation_as_read_image(tmp_path, suffix):
+    """All eight EXIF orientations turn a mask as read_image turns the same file (Pillow's
+    exif_transpose, the reference) and as cv2.imread does, at read_image_size's size."""
+    for orientation in range(1, 9):
+        path = tmp_path / f"orientation{orientation}{suffix}"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(_gray_pattern()).save(path, exif=exif, quality=95)
+        mask = read_mask(path)
+        np.testing.assert_array_equal(mask, np.asarray(read_image(path))[..., 0])
+        np.testing.assert_array_equal(mask, cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+        assert mask.shape == read_image_size(path)
+        assert mask.shape == ((40, 24) if orientation >= 5 else (24, 40))
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """The chunks (length, type, data, CRC) of a PNG file, in order, after the signature."""
+    chunks, position = [], 8
+    while position < len(data):
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        chunks.append(data[position : position + 12 + length])
+        position += 12 + length
+    return chunks
+
+
+def test_png_exif_after_the_pixels(tmp_path):
+    """An eXIf chunk after IDAT (libpng can write it there) still turns size and mask."""
+    path = tmp_path / "late_exif.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_gray_pattern()).save(path, exif=exif)
+    data = path.read_bytes()
+    chunks = _png_chunks(data)
+    kinds = [chunk[4:8] for chunk in chunks]
+    assert kinds.index(b"eXIf") < kinds.index(b"IDAT")  # Pillow writes it early
+    exif_chunk = chunks.pop(kinds.index(b"eXIf"))
+    chunks.insert(len(chunks) - 1, exif_chunk)  # just before IEND
+    path.write_bytes(data[:8] + b"".join(chunks))
+    assert "exif" not in Image.open(path).info  # not seen without decoding
+    assert read_image_size(path) == (40, 24)
+    np.testing.assert_array_equal(read_mask(path), np.asarray(read_image(path))[..., 0])
+
+
+def test_png_size_read_without_decoding(tmp_path, monkeypatch):
+    """A PNG without EXIF is not decoded to learn its size (data sets list thousands)."""
+    path = tmp_path / "plain.png"
+    Image.fromarray(_gray_pattern()).save(path)
+
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    assert read_image_size(path) == (24, 40)
+
+
+def test_damaged_png_mask_is_one_quiet_line(tmp_path, capfd):
+    """A damaged or truncated PNG mask: Pillow's one-line error, nothing from libpng/OpenCV."""
+    noise = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
+    damaged, truncated = tmp_path / "damaged.png", tmp_path / "truncated.png"
+    Image.fromarray(noise).save(damaged)
+    data = bytearray(damaged.read_bytes())
+    truncated.write_bytes(bytes(data[: len(data) * 3 // 4]))
+    data[data.index(b"IDAT") + 30] ^= 0xFF  # a flipped bit in the compressed pixels
+    damaged.write_bytes(bytes(data))
+    for path in (damaged, truncated):
+        with pytest.raises(ImageReadError, match="cannot decode image") as caught:
+            read_mask(path)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_float_tiff_mask_uses_pillow_rules(tmp_path):
+    """OpenCV gives float values for a float TIFF: Pillow's rule (x255 when <= 1) applies."""
+    path = tmp_path / "soft.tif"
+    Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32), mode="F").save(path)
+    np.testing.assert_array_equal(read_mask(path), [[0, 128, 255]])  # round(v * 255), by hand
+
+
+def test_quiet_opencv_nests_and_restores():
+    logging = cv2.utils.logging
+    before = logging.getLogLevel()
+    with quiet_opencv():
+        with quiet_opencv():
+            assert logging.getLogLevel() == logging.LOG_LEVEL_SILENT
+        assert logging.getLogLevel() == logging.LOG_LEVEL_SILENT
+    assert logging.getLogLevel() == before != logging.LOG_LEVEL_SILENT
 
 
 def test_mask_rules_rgb_and_soft_values(tmp_path):
@@ -117,25 +243,9 @@ def test_truncated_jpeg_is_one_line_error(tmp_path):
         read_image(tmp_path / "missing.png")
 
 
-def _png_claiming(width, height):
-    """A tiny PNG whose header claims ``width``×``height`` (8-bit gray), built by hand."""
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def test_decompression_bomb_refused(tmp_path, monkeypatch):
+def test_decompression_bomb_refused(tmp_path, monkeypatch, png_claiming):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_claiming(30000, 30000))  # 900 Mpx > MAX_PIXELS (400 Mpx)
+    bomb.write_bytes(png_claiming(30000, 30000))  # 900 Mpx > MAX_PIXELS (400 Mpx)
     assert bomb.stat().st_size < 200
     for reader in (read_image, read_mask, read_image_size):
         with pytest.raises(ImageReadError, match="decompression bomb"):
@@ -174,6 +284,37 @@ def test_write_atomic_roundtrip_and_failure_cleanup(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_bytes_atomic(tmp_path / "out.bin", b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.png", "rgba.png"]
+
+
+def test_remove_stale_temporaries(tmp_path, monkeypatch):
+    """Leftovers of both atomic writers (their real names) go once a minute old; younger ones,
+    other hidden files, look-alike names and folders stay."""
+    names, replace = [], os.replace
+
+    def spy(src, dst):
+        names.append(Path(src).name)
+        replace(src, dst)
+
+    monkeypatch.setattr(image_io.os, "replace", spy)  # the os module lib.checkpoint uses too
+    write_bytes_atomic(tmp_path / "result.csv", b"x")
+    save_atomic({"weight": torch.zeros(1)}, tmp_path / "latest.pth")
+    monkeypatch.undo()
+    assert [name.split(".")[1] for name in names] == ["result", "latest"]
+    stale = [tmp_path / name for name in names]
+    kept = [tmp_path / name for name in (".DS_Store", "x.tmp", ".a.png.tmp", ".a.png.abc.tmp")]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    (tmp_path / ".b.png.abcdefgh.tmp").mkdir()
+    an_hour_ago = time.time() - 3600
+    for path in [*stale, *kept, tmp_path / ".b.png.abcdefgh.tmp"]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    young = tmp_path / ".c.png.abcd_123.tmp"  # a write in progress elsewhere
+    young.write_bytes(b"partial")
+
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert all(path.exists() for path in [*kept, young, tmp_path / ".b.png.abcdefgh.tmp"])
+    assert remove_stale_temporaries(tmp_path, older_than_s=0) == [young]
+    assert remove_stale_temporaries(tmp_path / "absent") == []
 
 
 def test_is_image_file_any_case():

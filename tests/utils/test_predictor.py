@@ -19,6 +19,7 @@ from skimage import data
 
 from data.transforms import build_transforms
 from lib.checkpoint import CheckpointError
+from lib.modules.conv import ConvBlock
 from utils.memory import peak_rss_mb, reset_peak_rss
 from utils.predictor import Predictor, PredictorError, select_device, to_uint8
 
@@ -221,3 +222,28 @@ def test_device_and_precision_errors(config):
             select_device("cuda:0")
     with pytest.raises(PredictorError, match="precision 'fp8'"):
         Predictor.from_config(config, device="cpu", precision="fp8")
+
+
+def test_optimized_model_gives_the_plain_maps(config, predictor, photos):
+    """The default inference rewrite (BatchNorm folding, channels-last) against the plain model:
+    float32 rounding only, so 0-255 maps differ by at most 1 on a handful of pixels."""
+    plain = Predictor.from_config(config, device="cpu", optimize=False)
+    assert predictor.optimized and not plain.optimized
+    assert all(m.bn is None for m in predictor.model.modules() if isinstance(m, ConvBlock))
+    for image in photos:
+        fast, slow = (to_uint8(p.predict(image)).astype(int) for p in (predictor, plain))
+        assert np.abs(fast - slow).max() <= 1
+        assert np.abs(fast - slow).mean() <= 0.01
+
+
+def test_bf16_precision_runs_under_autocast(config, predictor, photos):
+    """bf16 changes the numbers (autocast is in effect) but not the picture: the maps stay
+    strongly correlated with float32 ones. (The bound of the performance issue, mean |diff|
+    <= 1/255, is checked by bench/infer_speed.py on SwinB; this tiny random-weight model is far
+    more sensitive to rounding than a trained one.)"""
+    bf16 = Predictor.from_config(config, device="cpu", precision="bf16")
+    for image in photos:
+        low, full = bf16.predict(image), predictor.predict(image)
+        assert low.shape == full.shape and low.dtype == np.float32
+        assert not np.array_equal(low, full)
+        assert np.corrcoef(low.ravel(), full.ravel())[0, 1] > 0.9

@@ -1,0 +1,89 @@
+"""run/Inference.py (folder mode) on a folder holding every awkward or broken photo
+(tests/robustness/conftest.py) next to 4 good ones, compared with a run on the good ones alone."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from utils.image_io import read_mask
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"
+IMAGES = "Test_Dataset/Synth-TE/images"
+
+
+def load_script():
+    """run/Inference.py as a module (run/ is a folder of scripts)."""
+    spec = importlib.util.spec_from_file_location("inference_robustness", ROOT / "run/Inference.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def argv(source: Path, checkpoint: Path, dest: Path) -> list[str]:
+    return [
+        "--config",
+        str(CONFIG),
+        "--ckpt",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--source",
+        str(source),
+        "--dest",
+        str(dest),
+        "--type",
+        "map",
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(corpus, checkpoint, run_script, plant_leftovers, tmp_path_factory):
+    """Inference.py on the good folder and on the bad one; the latter writes into a folder where
+    a killed run left temporary files."""
+    main = load_script().main
+    out = tmp_path_factory.mktemp("inference")
+    clean = run_script(main, argv(corpus.clean / IMAGES, checkpoint, out / "clean"))
+    leftovers = plant_leftovers(out / "bad")
+    bad = run_script(main, argv(corpus.bad / IMAGES, checkpoint, out / "bad"))
+    return SimpleNamespace(
+        clean=clean, bad=bad, clean_dest=out / "clean", dest=out / "bad", leftovers=leftovers
+    )
+
+
+def test_the_run_goes_on_and_exits_0(runs):
+    """Exit 0: something was processed (run/Inference.py's docstring); 2 of 12 are refused."""
+    assert runs.clean.status == 0 and runs.bad.status == 0
+    assert f"10 processed, 2 failed -> {runs.dest}" in runs.bad.lines
+
+
+def test_each_photo(runs, corpus, photo):
+    """A usable photo gets its map at its displayed size (EXIF applied); a refused one gets one
+    ``error: <file>: <problem>`` line and no output."""
+    path = corpus.bad / IMAGES / photo.name
+    written = runs.dest / f"{photo.stem}.png"
+    if photo.problem is None:
+        assert read_mask(written).shape == photo.shape
+        assert not runs.bad.naming(path)
+    else:
+        lines = runs.bad.naming(path)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), runs.bad.lines
+        assert photo.problem in lines[0]
+        assert not written.exists()
+
+
+def test_good_outputs_are_byte_identical(runs):
+    good = sorted(path.name for path in runs.clean_dest.glob("*.png"))
+    assert len(good) == 4
+    for name in good:
+        assert (runs.dest / name).read_bytes() == (runs.clean_dest / name).read_bytes(), name
+
+
+def test_a_killed_runs_temporary_files_are_removed(runs):
+    assert not runs.leftovers.stale.exists()
+    assert runs.leftovers.young.exists()  # it may be another run's write in progress
