@@ -276,3 +276,17 @@ def _plant_leftovers(folder: Path) -> Leftovers:
 def plant_leftovers() -> Callable[[Path], Leftovers]:
     """``plant_leftovers(folder)`` -> :class:`Leftovers` written into ``folder``."""
     return _plant_leftovers
+
+
+def _assert_same_pngs(folder: Path, clean_folder: Path, count: int) -> None:
+    good = sorted(path.name for path in clean_folder.glob("*.png"))
+    assert len(good) == count
+    for name in good:
+        assert (folder / name).read_bytes() == (clean_folder / name).read_bytes(), name
+
+
+@pytest.fixture(scope="session")
+def assert_same_pngs() -> Callable[[Path, Path, int], None]:
+    """``assert_same_pngs(folder, clean_folder, count)``: the ``count`` PNGs of the run on good
+    files only (``clean_folder``) are byte-identical in ``folder``."""
+    return _assert_same_pngs

@@ -2,7 +2,6 @@
 next to 4 good ones, compared with a run where the usable ones are plain 8-bit gray PNGs of
 their expected values and the refused ones are absent."""
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,19 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from run import Eval
 from utils.image_io import read_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"
 MASKS = "Test_Dataset/Synth-EV/masks"
-
-
-def load_script():
-    """run/Eval.py as a module (run/ is a folder of scripts)."""
-    spec = importlib.util.spec_from_file_location("eval_robustness", ROOT / "run/Eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def argv(data: Path, pred: Path, results: Path) -> list[str]:
@@ -59,7 +51,7 @@ def write_predictions(corpus, clean: Path, bad: Path) -> None:
 def runs(corpus, run_script, plant_leftovers, tmp_path_factory):
     """Eval.py on the twin masks and on the bad ones, with the same predictions; the latter
     writes into a result folder where a killed run left temporary files."""
-    main = load_script().main
+    main = Eval.main
     out = tmp_path_factory.mktemp("eval")
     write_predictions(corpus, out / "pred_clean" / "Synth-EV", out / "pred_bad" / "Synth-EV")
     clean = run_script(main, argv(corpus.clean, out / "pred_clean", out / "clean"))

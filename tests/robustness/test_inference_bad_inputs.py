@@ -1,27 +1,17 @@
 """run/Inference.py (folder mode) on a folder holding every awkward or broken photo
 (tests/robustness/conftest.py) next to 4 good ones, compared with a run on the good ones alone."""
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from run import Inference
 from utils.image_io import read_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"
 IMAGES = "Test_Dataset/Synth-TE/images"
-
-
-def load_script():
-    """run/Inference.py as a module (run/ is a folder of scripts)."""
-    spec = importlib.util.spec_from_file_location("inference_robustness", ROOT / "run/Inference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def argv(source: Path, checkpoint: Path, dest: Path) -> list[str]:
@@ -46,7 +36,7 @@ def argv(source: Path, checkpoint: Path, dest: Path) -> list[str]:
 def runs(corpus, checkpoint, run_script, plant_leftovers, tmp_path_factory):
     """Inference.py on the good folder and on the bad one; the latter writes into a folder where
     a killed run left temporary files."""
-    main = load_script().main
+    main = Inference.main
     out = tmp_path_factory.mktemp("inference")
     clean = run_script(main, argv(corpus.clean / IMAGES, checkpoint, out / "clean"))
     leftovers = plant_leftovers(out / "bad")
@@ -77,11 +67,8 @@ def test_each_photo(runs, corpus, photo):
         assert not written.exists()
 
 
-def test_good_outputs_are_byte_identical(runs):
-    good = sorted(path.name for path in runs.clean_dest.glob("*.png"))
-    assert len(good) == 4
-    for name in good:
-        assert (runs.dest / name).read_bytes() == (runs.clean_dest / name).read_bytes(), name
+def test_good_outputs_are_byte_identical(runs, assert_same_pngs):
+    assert_same_pngs(runs.dest, runs.clean_dest, 4)
 
 
 def test_a_killed_runs_temporary_files_are_removed(runs):

@@ -67,11 +67,8 @@ def test_each_photo(runs, corpus, photo):
         assert not written.exists()
 
 
-def test_good_maps_are_byte_identical(runs):
-    good = sorted(path.name for path in runs.clean_maps.glob("*.png"))
-    assert len(good) == 4
-    for name in good:
-        assert (runs.maps / name).read_bytes() == (runs.clean_maps / name).read_bytes(), name
+def test_good_maps_are_byte_identical(runs, assert_same_pngs):
+    assert_same_pngs(runs.maps, runs.clean_maps, 4)
 
 
 def test_a_killed_runs_temporary_files_are_removed(runs):

@@ -1,7 +1,6 @@
 """run/Eval.py end to end on a tiny temporary dataset (subprocess, as a user runs it)."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from run import Eval
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "run" / "Eval.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -64,7 +58,7 @@ def test_cli_smoke(toy):
 
 
 def test_exit_codes(toy, capsys):
-    script = load_script()
+    script = Eval
     config = str(ROOT / "configs" / "SotA" / "VST.yaml")
     base = ["--config", config, "--workers", "1", "--no-progress"]
     assert script.main(base + opts(toy) + ["--method", "mine"]) == 0

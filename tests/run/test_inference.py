@@ -7,7 +7,6 @@ predictor itself (utils/predictor.py, tested against the spec chain in
 tests/utils/test_predictor.py); here the checks are sizes, modes, names, counts and messages.
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,6 +21,8 @@ import torch
 import yaml
 from skimage import data
 
+from run import Inference
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "run" / "Inference.py"
 NORMALIZE = {
@@ -32,15 +33,7 @@ NORMALIZE = {
 FRAMES, FPS, FRAME_SIZE = 6, 12.0, (192, 128)  # video: frame count, rate, (width, height)
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("inference_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-script = load_script()
+script = Inference
 
 
 @pytest.fixture(autouse=True, scope="module")
