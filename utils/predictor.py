@@ -73,6 +73,7 @@ __all__ = [
     "Predictor",
     "PredictorError",
     "add_speed_arguments",
+    "cpu_has_fast_bf16",
     "select_device",
     "speed_options",
     "to_uint8",
@@ -227,6 +228,10 @@ class Predictor:
         self._network = torch.compile(self.model) if compile else self.model
         self.transforms = transforms if callable(transforms) else build_transforms(transforms)
         self.precision = precision
+        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            _say("note: this CPU has neither AVX512-BF16 nor AMX: bf16 runs slower than fp32 here")
+        if precision == "fp16" and self.device.type == "cpu":
+            _say("note: fp16 is meant for GPUs; on a CPU use bf16 (or fp32)")
         self.pm = None if pm is None else PatchMergeInference(self.model, *pm, pm_batch_size)
         if jit and self.pm is not None:
             _say("note: --jit is not used with --PM (patch merging runs the eager model)")
@@ -427,6 +432,19 @@ class Predictor:
         with torch.inference_mode(False), torch.no_grad(), _quiet_jit():
             inputs = tuple(t.clone() for t in _inputs(image, image_resized))
             return torch.jit.trace(_Logits(self.model), inputs, check_trace=False)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX tiles).
+
+    torch exposes the checks only as private functions of ``torch.cpu``; without them we
+    assume the answer is yes (the note it guards is advice, not an error)."""
+    checks = [
+        getattr(torch.cpu, name, None)
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    checks = [check for check in checks if check is not None]
+    return not checks or any(check() for check in checks)
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -247,3 +247,10 @@ def test_bf16_precision_runs_under_autocast(config, predictor, photos):
         assert low.shape == full.shape and low.dtype == np.float32
         assert not np.array_equal(low, full)
         assert np.corrcoef(low.ravel(), full.ravel())[0, 1] > 0.9
+
+
+def test_bf16_on_a_cpu_without_bf16_units_says_so(config, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    Predictor.from_config(config, device="cpu", precision="bf16")
+    assert "neither AVX512-BF16 nor AMX" in capsys.readouterr().err
