@@ -1,31 +1,15 @@
 """run/Test.py on a test set holding every awkward or broken photo (tests/robustness/conftest.py)
 next to 4 good ones, compared with a run on the good ones alone."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from run import Test
+from tests.script_args import test_argv
 from utils.image_io import read_mask
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "InSPyReNet_Tiny.yaml"
 SET = "Test_Dataset/Synth-TE"
-
-
-def argv(data: Path, checkpoint: Path, pred: Path) -> list[str]:
-    return [
-        "--config",
-        str(CONFIG),
-        "--ckpt",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--opts",
-        f"Test.Dataset.root={data / 'Test_Dataset'}",
-        f"Eval.pred_root={pred}",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +17,9 @@ def runs(corpus, checkpoint, run_script, plant_leftovers, tmp_path_factory):
     """Test.py on the good set and on the bad one; the latter writes into a folder where a
     killed run left temporary files."""
     out = tmp_path_factory.mktemp("test_script")
-    clean = run_script(Test.main, argv(corpus.clean, checkpoint, out / "clean"))
+    clean = run_script(Test.main, test_argv(corpus.clean, checkpoint, out / "clean"))
     leftovers = plant_leftovers(out / "bad" / "Synth-TE")
-    bad = run_script(Test.main, argv(corpus.bad, checkpoint, out / "bad"))
+    bad = run_script(Test.main, test_argv(corpus.bad, checkpoint, out / "bad"))
     return SimpleNamespace(
         clean=clean,
         bad=bad,

@@ -16,27 +16,10 @@ import torch
 
 from data import SODDataset
 from run import Train
+from tests.script_args import train_argv
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "InSPyReNet_Tiny.yaml"
 SET = "Train_Dataset/Synth-TR"
 REFUSED_WHEN_LISTED = ("bomb.png", "bomb_mask.png")  # the others of PROBLEMS fail to decode
-
-
-def argv(data: Path, ckpt: Path) -> list[str]:
-    return [
-        "--config",
-        str(CONFIG),
-        "--seed",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--opts",
-        f"Train.Dataset.root={data / 'Train_Dataset'}",
-        f"Train.Checkpoint.checkpoint_dir={ckpt}",
-        "Train.Scheduler.epoch=1",
-        "Train.Dataloader.batch_size=2",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +71,18 @@ def runs(corpus, run_script, tmp_path_factory):
         for folder in ("images", "masks"):
             for path in (corpus.bad / SET / folder).glob(f"{Path(name).stem}.*"):
                 shutil.copy(path, listed / SET / folder / path.name)
+
+    def train(data: Path, ckpt: Path):
+        return run_script(
+            Train.main, train_argv(data, ckpt, "Train.Dataloader.batch_size=2", epochs=1)
+        )
+
     return SimpleNamespace(
-        clean=run_script(Train.main, argv(corpus.clean, out / "clean")),
+        clean=train(corpus.clean, out / "clean"),
         clean_dir=out / "clean",
-        listed=run_script(Train.main, argv(listed, out / "with_bombs_ckpt")),
+        listed=train(listed, out / "with_bombs_ckpt"),
         listed_dir=out / "with_bombs_ckpt",
-        bad=run_script(Train.main, argv(corpus.bad, out / "bad")),
+        bad=train(corpus.bad, out / "bad"),
     )
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from run import Test
+from tests.script_args import test_argv
 from utils.image_io import read_image_size, read_mask
 from utils.synthetic import make_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = str(ROOT / "configs" / "InSPyReNet_Tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +31,6 @@ def setup(tmp_path_factory, shared_dir) -> tuple[Path, Path]:
     return root / "data", shared_dir / "reference" / "tiny_res2net_weights.pth"
 
 
-def argv(data: Path, ckpt: Path, pred: Path, *extra: str) -> list[str]:
-    return [
-        "--config",
-        CONFIG,
-        "--ckpt",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--no-progress",
-        *extra,
-        "--opts",
-        f"Test.Dataset.root={data / 'Test_Dataset'}",
-        f"Eval.pred_root={pred}",
-    ]
-
-
 def images(data: Path) -> list[Path]:
     return sorted((data / "Test_Dataset" / "Synth-TE" / "images").iterdir())
 
@@ -54,14 +38,14 @@ def images(data: Path) -> list[Path]:
 def test_maps_at_the_original_size(setup, tmp_path, capsys):
     data, ckpt = setup
     pred = tmp_path / "pred"
-    assert Test.main(argv(data, ckpt, pred)) == 0
+    assert Test.main(test_argv(data, ckpt, pred)) == 0
     assert "[Synth-TE] 12 images: 12 written, 0 already there" in capsys.readouterr().out
     for image in images(data):
         written = read_mask(pred / "Synth-TE" / f"{image.stem}.png")
         assert written.shape == read_image_size(image)  # spec §16.3: the original (H, W)
         assert np.ptp(written) > 128  # a min-max normalised map (architecture §10.3)
 
-    assert Test.main(argv(data, ckpt, pred)) == 0  # nothing to do the second time
+    assert Test.main(test_argv(data, ckpt, pred)) == 0  # nothing to do the second time
     assert "0 written, 12 already there" in capsys.readouterr().out
 
 
@@ -71,7 +55,7 @@ def test_killed_run_resumes_with_the_missing_maps_only(setup, tmp_path):
     make_synthetic_dataset(data, n_train=1, n_test=total, size=48, seed=6)
     pred = tmp_path / "pred"
     out = pred / "Synth-TE"
-    command = [sys.executable, str(ROOT / "run" / "Test.py"), *argv(data, ckpt, pred)]
+    command = [sys.executable, str(ROOT / "run" / "Test.py"), *test_argv(data, ckpt, pred)]
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while len(list(out.glob("*.png"))) < 3 and job.poll() is None:
@@ -101,7 +85,7 @@ def test_unreadable_image_is_named_and_skipped(setup, tmp_path, capsys):
     # A valid header (so the pair is listed) followed by no image data: decoding fails.
     header = (sets / "images" / "synth_0000.jpg").read_bytes()[:600]
     (sets / "images" / "synth_0003.jpg").write_bytes(header)
-    assert Test.main(argv(copy, ckpt, tmp_path / "pred")) == 0
+    assert Test.main(test_argv(copy, ckpt, tmp_path / "pred")) == 0
     out = capsys.readouterr().out
     assert "11 written, 0 already there, 1 unreadable (" in out
     assert "synth_0003.jpg: cannot decode image" in out
@@ -114,7 +98,7 @@ def test_nothing_written_is_an_error(setup, tmp_path, capsys):
     shutil.copytree(data, copy)
     for image in (copy / "Test_Dataset" / "Synth-TE" / "images").iterdir():
         image.write_bytes(b"not an image")
-    assert Test.main(argv(copy, ckpt, tmp_path / "pred")) == 1
+    assert Test.main(test_argv(copy, ckpt, tmp_path / "pred")) == 1
     assert "no map was written and none existed" in capsys.readouterr().err
 
 
@@ -123,7 +107,7 @@ def test_image_without_mask_is_a_clear_error(setup, tmp_path, capsys):
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     (copy / "Test_Dataset" / "Synth-TE" / "masks" / "synth_0007.png").unlink()
-    assert Test.main(argv(copy, ckpt, tmp_path / "pred")) == 1
+    assert Test.main(test_argv(copy, ckpt, tmp_path / "pred")) == 1
     captured = capsys.readouterr()
     assert "[Synth-TE] error: Synth-TE: 1 image(s)" in captured.out
     assert "have no mask" in captured.out and "synth_0007.jpg" in captured.out
@@ -132,7 +116,7 @@ def test_image_without_mask_is_a_clear_error(setup, tmp_path, capsys):
 
 def test_missing_checkpoint_is_one_line(setup, tmp_path, capsys):
     data, _ = setup
-    assert Test.main(argv(data, tmp_path / "absent.pth", tmp_path / "pred")) == 2
+    assert Test.main(test_argv(data, tmp_path / "absent.pth", tmp_path / "pred")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "absent.pth" in err and len(err.splitlines()) == 1
 
@@ -141,7 +125,7 @@ def test_pm_inference_writes_maps(setup, tmp_path):
     """--PM (patch merging, Model.PM) also gives maps at the original size."""
     data, ckpt = setup
     pred = tmp_path / "pred"
-    assert Test.main(argv(data, ckpt, pred, "--PM")) == 0
+    assert Test.main(test_argv(data, ckpt, pred, "--PM")) == 0
     for image in images(data):
         written = read_mask(pred / "Synth-TE" / f"{image.stem}.png")
         assert written.shape == read_image_size(image) and np.ptp(written) > 128

@@ -18,13 +18,13 @@ import torch
 
 import utils.training
 from run import Train
+from tests.script_args import train_argv
 from utils.checkpointing import load_training_state
 from utils.config import load_config
 from utils.synthetic import make_synthetic_dataset
 from utils.train_log import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = str(ROOT / "configs" / "InSPyReNet_Tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +32,6 @@ def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, n_train=8, n_test=2, size=64, seed=3)
     return root
-
-
-def argv(data: Path, ckpt: Path, *opts: str, epochs: int = 3) -> list[str]:
-    """Train.py arguments: the tiny config on ``data``, checkpoints in ``ckpt``."""
-    return [
-        "--config",
-        CONFIG,
-        "--seed",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--opts",
-        f"Train.Dataset.root={data / 'Train_Dataset'}",
-        f"Train.Checkpoint.checkpoint_dir={ckpt}",
-        f"Train.Scheduler.epoch={epochs}",
-        *opts,
-    ]
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +48,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def reference(data, tmp_path_factory) -> Path:
     """An uninterrupted 3-epoch run (seed 0): the weights every resumed run must reach."""
     ckpt = tmp_path_factory.mktemp("reference")
-    assert Train.main(argv(data, ckpt, "Train.Checkpoint.checkpoint_epoch=2")) == 0
+    assert Train.main(train_argv(data, ckpt, "Train.Checkpoint.checkpoint_epoch=2")) == 0
     return ckpt
 
 
@@ -119,7 +101,7 @@ def test_sigterm_mid_epoch_then_resume_gives_the_same_weights(
     ckpt = tmp_path / "ckpt"
     # The 3rd loss is epoch 2, step 1: the signal arrives during that step.
     on_loss_call(monkeypatch, 3, send(signal.SIGTERM))
-    status = Train.main(argv(data, ckpt))
+    status = Train.main(train_argv(data, ckpt))
     monkeypatch.undo()
     assert status == 128 + signal.SIGTERM
     out = capsys.readouterr().out
@@ -128,7 +110,7 @@ def test_sigterm_mid_epoch_then_resume_gives_the_same_weights(
     state = load_training_state(ckpt)
     assert (state["epoch"], state["step"]) == (1, 1)
 
-    assert Train.main(argv(data, ckpt) + ["--resume"]) == 0
+    assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0
     assert "resuming" in capsys.readouterr().out
     assert_same_weights(weights(ckpt), weights(reference))
     assert read_log(ckpt / "train_log.csv") == read_log(reference / "train_log.csv")
@@ -138,17 +120,17 @@ def test_resume_at_an_epoch_boundary(data, reference, tmp_path, monkeypatch):
     """Stopped right after epoch 1 (SIGINT, as Ctrl-C): the same final weights after --resume."""
     ckpt = tmp_path / "ckpt"
     on_loss_call(monkeypatch, 2, send(signal.SIGINT))
-    status = Train.main(argv(data, ckpt))
+    status = Train.main(train_argv(data, ckpt))
     monkeypatch.undo()
     assert status == 128 + signal.SIGINT
     assert load_training_state(ckpt)["epoch"] == 1
-    assert Train.main(argv(data, ckpt) + ["--resume"]) == 0
+    assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0
     assert_same_weights(weights(ckpt), weights(reference))
 
 
 def test_sigkill_then_resume_from_the_last_checkpoint(data, reference, tmp_path):
     ckpt = tmp_path / "ckpt"
-    command = [sys.executable, str(ROOT / "run" / "Train.py"), *argv(data, ckpt)]
+    command = [sys.executable, str(ROOT / "run" / "Train.py"), *train_argv(data, ckpt)]
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = ckpt / "train_log.csv"
     deadline = time.monotonic() + 240
@@ -162,7 +144,7 @@ def test_sigkill_then_resume_from_the_last_checkpoint(data, reference, tmp_path)
     job.stderr.close()
     epoch = load_training_state(ckpt)["epoch"]
     assert 1 <= epoch < 3
-    assert Train.main(argv(data, ckpt) + ["--resume"]) == 0
+    assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0
     assert_same_weights(weights(ckpt), weights(reference))
     assert [int(r["iteration"]) for r in read_log(log)] == list(range(1, 7))
 
@@ -191,7 +173,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path
     latest.pth): --resume starts from epoch 1's complete pair, ends with exactly the weights of
     an uninterrupted run and deletes the temporary file the kill left."""
     ckpt = tmp_path / "ckpt"
-    command = [sys.executable, "-c", KILL_ON_RENAME, "3", *argv(data, ckpt)]
+    command = [sys.executable, "-c", KILL_ON_RENAME, "3", *train_argv(data, ckpt)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     leftovers = list(ckpt.glob(".state.pth.*.tmp"))
@@ -203,7 +185,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path
     an_hour_ago = time.time() - 3600  # older than utils.image_io.STALE_AFTER_S
     os.utime(leftovers[0], (an_hour_ago, an_hour_ago))
 
-    assert Train.main(argv(data, ckpt) + ["--resume"]) == 0
+    assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0
     resumed, uninterrupted = weights(ckpt), weights(reference)
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
@@ -213,7 +195,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, capsys, monkeypatch):
     ckpt = tmp_path / "ckpt"
     on_loss_call(monkeypatch, 3, lambda loss: loss * float("nan"))
-    assert Train.main(argv(data, ckpt, epochs=2)) == 1
+    assert Train.main(train_argv(data, ckpt, epochs=2)) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: loss is nan at epoch 2, step 1/2 (iteration 3)")
     assert f"the last good checkpoint {ckpt / 'latest.pth'} is kept" in err
@@ -227,20 +209,20 @@ def test_debug_tiles_and_mixed_precision(data, tmp_path):
     """--debug writes one tile per epoch; bf16 autocast trains on CPU with finite losses."""
     ckpt = tmp_path / "ckpt"
     opts = ["Train.Optimizer.mixed_precision=true"]
-    assert Train.main(argv(data, ckpt, *opts, epochs=1) + ["--debug"]) == 0
+    assert Train.main(train_argv(data, ckpt, *opts, epochs=1) + ["--debug"]) == 0
     assert (ckpt / "debug" / "epoch_1.png").is_file()
     losses = [float(row["loss"]) for row in read_log(ckpt / "train_log.csv")]
     assert len(losses) == 2 and all(0 < loss < 100 for loss in losses)
 
 
 def test_resume_refuses_another_schedule(data, reference, capsys):
-    status = Train.main(argv(data, reference, epochs=5) + ["--resume"])
+    status = Train.main(train_argv(data, reference, epochs=5) + ["--resume"])
     assert status == 1
     assert "Train.Scheduler.epoch was 3, now 5" in capsys.readouterr().err
 
 
 def test_resume_without_state(data, tmp_path, capsys):
-    assert Train.main(argv(data, tmp_path / "none") + ["--resume"]) == 1
+    assert Train.main(train_argv(data, tmp_path / "none") + ["--resume"]) == 1
     assert "no training state to resume from" in capsys.readouterr().err
 
 
@@ -248,7 +230,7 @@ def test_image_without_mask_is_a_clear_error(data, tmp_path, capsys):
     broken = tmp_path / "data"
     shutil.copytree(data, broken)
     (broken / "Train_Dataset" / "Synth-TR" / "masks" / "synth_0005.png").unlink()
-    assert Train.main(argv(broken, tmp_path / "ckpt")) == 1
+    assert Train.main(train_argv(broken, tmp_path / "ckpt")) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "have no mask" in err and "synth_0005.jpg" in err
@@ -258,7 +240,7 @@ def test_missing_backbone_weights_is_one_line(data, tmp_path, capsys):
     # build_model's message for Model.pretrained without the ImageNet file (lib/registry.py)
     # goes through as one line: no traceback.
     opts = ["Model.pretrained=true"]
-    assert Train.main(argv(data, tmp_path / "ckpt", *opts)) == 1
+    assert Train.main(train_argv(data, tmp_path / "ckpt", *opts)) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1
 
@@ -268,7 +250,7 @@ def test_unreadable_training_file_is_skipped_and_counted(data, tmp_path, capsys)
     shutil.copytree(data, copy)
     image = copy / "Train_Dataset" / "Synth-TR" / "images" / "synth_0002.jpg"
     image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])  # header intact
-    assert Train.main(argv(copy, tmp_path / "ckpt", epochs=1)) == 0
+    assert Train.main(train_argv(copy, tmp_path / "ckpt", epochs=1)) == 0
     out = capsys.readouterr().out
     assert "epoch 1: 1 sample(s) replaced because their files could not be read: " in out
     assert f"{image}: cannot decode image" in out
