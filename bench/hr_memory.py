@@ -71,7 +71,7 @@ def make_checkpoint(path: Path) -> None:
 
 def child(mode: str, photo: str, ckpt: str, out: str) -> dict:
     """Run one photo in this (fresh) process; returns the measurements."""
-    from utils.memory import peak_rss_mb, reset_peak_rss
+    from utils.memory import peak_rss_mb, reset_peak_rss, rss_mb
 
     if mode == "peer":
         os.environ["TRANSPARENT_BACKGROUND_FILE_PATH"] = str(Path(out).parent)
@@ -81,7 +81,7 @@ def child(mode: str, photo: str, ckpt: str, out: str) -> dict:
             from transparent_background import Remover
 
             remover = Remover(mode="base", ckpt=ckpt, device="cpu", resize="dynamic")
-        loaded = _rss_mib()
+        loaded = rss_mb()
         reset_peak_rss()
         start = time.perf_counter()
         remover.process(Image.open(photo).convert("RGB"), type="map").save(out)
@@ -92,20 +92,13 @@ def child(mode: str, photo: str, ckpt: str, out: str) -> dict:
 
         tune_malloc()
         predictor = Predictor.from_config(CONFIG, ckpt=ckpt, device="cpu", pm=mode == "pm")
-        loaded = _rss_mib()
+        loaded = rss_mb()
         reset_peak_rss()
         start = time.perf_counter()
         write_png_atomic(out, to_uint8(predictor.predict(read_image(photo))))
     seconds = time.perf_counter() - start
     peak = peak_rss_mb()
     return {"peak": peak, "increase": peak - loaded, "seconds": seconds}
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise OSError("VmRSS not reported")
 
 
 def run_child(mode: str, photo: Path, ckpt: Path, out: Path) -> dict:

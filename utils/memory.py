@@ -19,7 +19,16 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_mb() -> float:
     """Peak resident set size (VmHWM) of this process in MiB since start or the last reset."""
+    return _status_mib("VmHWM")
+
+
+def rss_mb() -> float:
+    """Current resident set size (VmRSS) of this process in MiB."""
+    return _status_mib("VmRSS")
+
+
+def _status_mib(field: str) -> float:
     for line in _STATUS.read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise OSError("VmHWM not reported by /proc/self/status")
+    raise OSError(f"{field} not reported by /proc/self/status")
