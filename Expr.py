@@ -1,9 +1,9 @@
 """Train, test and evaluate a config in one command (run/Train.py, run/Test.py, run/Eval.py).
 
-    python Expr.py --config configs/InSPyReNet_Tiny.yaml --seed 0        # fresh machine, CPU
-    python Expr.py --config configs/InSPyReNet_SwinB.yaml
-    python Expr.py --config configs/InSPyReNet_SwinB.yaml --resume       # after an interruption
-    torchrun --nproc_per_node=4 Expr.py --config configs/InSPyReNet_SwinB.yaml
+    .venv/bin/python Expr.py --config configs/InSPyReNet_Tiny.yaml --seed 0    # fresh machine, CPU
+    .venv/bin/python Expr.py --config configs/InSPyReNet_SwinB.yaml
+    .venv/bin/python Expr.py --config configs/InSPyReNet_SwinB.yaml --resume   # after a stop
+    .venv/bin/torchrun --nproc_per_node=4 Expr.py --config configs/InSPyReNet_SwinB.yaml
 
 Training writes ``Train.Checkpoint.checkpoint_dir`` (see run/Train.py); then the maps of every
 ``Test.Dataset.sets`` go to ``<Eval.pred_root>/<set>/`` from ``<Test.Checkpoint.checkpoint_dir>/
@@ -13,7 +13,7 @@ process trains and only rank 0 tests and evaluates.
 
 When the config reads the synthetic data set (sets ``Synth-TR`` / ``Synth-TE`` under
 ``<folder>/Train_Dataset`` and ``<folder>/Test_Dataset``, as configs/InSPyReNet_Tiny.yaml does)
-and it is missing, it is generated first (utils.synthetic), so the tiny config runs end to end
+and it is missing, it is generated first (data.synthetic), so the tiny config runs end to end
 with nothing downloaded.
 
 Exit status: 0 done, 1 an error or nothing scored, 2 config error, 128 + signal number when
@@ -23,36 +23,31 @@ training was interrupted (its checkpoint is saved: add ``--resume``).
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from utils.config import ConfigError, add_config_arguments, config_from_args, config_name  # noqa: E402
-from utils.distributed import barrier, init_distributed, shutdown_distributed  # noqa: E402
-from utils.evaluation import evaluate_config  # noqa: E402
-from utils.malloc_tuning import tune_malloc  # noqa: E402
-from utils.predictor import Predictor  # noqa: E402
-from utils.synthetic import MANIFEST, TEST_SET, TRAIN_SET, make_synthetic_dataset  # noqa: E402
-from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
-from utils.train_log import console, show_library_warnings  # noqa: E402
-from utils.training import (  # noqa: E402
-    ABORTED,
-    USER_ERRORS,
+from run import Eval, Test, Train
+from utils.cli import (
+    EXIT_ERROR,
+    EXIT_SETUP,
+    ScriptError,
     add_training_arguments,
-    resume_command,
-    train,
+    command_line,
+    exit_on_error,
+    parser_for,
+    run_cli,
+    script_argv,
 )
+from utils.config import add_config_arguments, config_from_args, config_name
+
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The command line above."""
+    parser = parser_for(__doc__)
     add_config_arguments(parser)
     add_training_arguments(parser)
     return parser.parse_args(argv)
@@ -61,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_folder(cfg: Mapping) -> Path | None:
     """The folder of the synthetic data set when the config's train and test data are it
     (``<folder>/Train_Dataset/Synth-TR`` and ``<folder>/Test_Dataset/Synth-TE``), else None."""
+    from data.synthetic import TEST_SET, TRAIN_SET
+
     train_root = Path(cfg["Train"]["Dataset"]["root"])
     test_root = Path(cfg["Test"]["Dataset"]["root"])
     layout_ok = (
@@ -71,88 +68,61 @@ def synthetic_folder(cfg: Mapping) -> Path | None:
     return train_root.parent if layout_ok else None
 
 
-def ensure_synthetic_data(cfg: Mapping, log: Callable[[str], None] = print) -> None:
+def ensure_synthetic_data(cfg: Mapping) -> None:
     """Generate the synthetic data set when the config reads it and it is not complete (its
     manifest, written last, is missing); a complete one is left as it is."""
+    from data.synthetic import MANIFEST, make_synthetic_dataset
+
     folder = synthetic_folder(cfg)
     if folder is None or (folder / MANIFEST).is_file():
         return
-    log(f"generating the synthetic data set in {folder} (python -m utils.synthetic)")
+    logger.info(
+        "generating the synthetic data set in %s (.venv/bin/python -m data.synthetic)", folder
+    )
     make_synthetic_dataset(folder)
 
 
-def predict_and_score(cfg: Mapping, args: argparse.Namespace) -> int:
-    """Write the maps of the test sets, score them and print the tables; the exit status."""
-    predictor = Predictor.from_config(cfg, device=args.device)
-    reports = write_test_predictions(
-        cfg["Test"], cfg["Eval"]["pred_root"], predictor, progress=not args.no_progress, log=console
-    )
-    problem = predictions_problem(reports)
-    results = evaluate_config(
-        cfg["Eval"],
-        method=config_name(args.config),
-        workers=min(4, os.cpu_count() or 1),
-        progress=not args.no_progress,
-        log=console,
-    )
-    if not any(result.scored for result in results):
-        problem = problem or "nothing could be scored (see the messages above)"
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from utils.inference.predictor import Predictor
+    from utils.runtime import tune_malloc
+
+    tune_malloc()
+    with exit_on_error(EXIT_SETUP):
+        cfg = config_from_args(args, require=("Model", "Train", "Test", "Eval"))
+    again = command_line("Expr.py", argv, ("--resume",))
+    status, is_main = Train.train_with_args(cfg, args, again, lambda: ensure_synthetic_data(cfg))
+    if status or not is_main:
+        return status
+    progress = not args.no_progress
+    test_problem = None
+    with exit_on_error(EXIT_ERROR):
+        predictor = Predictor.from_config(cfg, device=args.device)
+    try:
+        Test.write_maps(cfg, predictor, progress=progress)
+    except ScriptError as problem:  # score what there is all the same, then report it
+        test_problem = problem
+    try:
+        Eval.score(
+            cfg["Eval"],
+            config_name(args.config),
+            workers=min(4, Eval.default_workers()),
+            progress=progress,
+        )
+    except ScriptError as problem:
+        raise test_problem or problem from None
+    if test_problem is not None:
+        raise test_problem
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the script; returns its exit status."""
     args = parse_args(argv)
-    tune_malloc()
-    show_library_warnings()
-    try:
-        cfg = config_from_args(args, require=("Model", "Train", "Test", "Eval"))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        info = init_distributed(args.device)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        if info.is_main:
-            ensure_synthetic_data(cfg, console)
-        barrier(info)  # the other ranks wait for the data
-        result = train(
-            cfg,
-            info,
-            resume=args.resume,
-            seed=args.seed,
-            progress=not args.no_progress,
-            log=console,
-        )
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"error: {ABORTED}", file=sys.stderr)
-        return 130
-    finally:
-        shutdown_distributed()
-    if not info.is_main:
-        return 0
-    console(result.summary(resume_command("Expr.py", argv)))
-    if result.exit_code:
-        return result.exit_code
-    again = f"finish with {resume_command('Expr.py', argv)}"
-    try:
-        return predict_and_score(cfg, args)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            f"interrupted while testing; the maps written so far are kept: {again}", file=sys.stderr
-        )
-        return 130
+    interrupted = (
+        "interrupted while testing; the maps written so far are kept: finish with "
+        + command_line("Expr.py", script_argv(argv), ("--resume",))
+    )
+    return run_cli(lambda parsed: _run(parsed, script_argv(argv)), args, interrupted=interrupted)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch, verify and place datasets, backbone weights, model-zoo checkpoints and pre-computed maps
-# (the items of utils/downloads.yaml). A thin wrapper over `python -m utils.downloads`.
+# (the items of data/downloads.yaml). A thin wrapper over `python -m utils.downloads`.
 #
 #   bash install.sh --help
 #   bash install.sh --list                   # items and their state; fetches nothing
@@ -48,4 +48,4 @@ if [ "$make_env" -eq 1 ] && [ "$help" -eq 0 ]; then
 fi
 
 python="$(pick_python)"
-exec "$python" "$root/utils/downloads.py" "${args[@]}"
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.downloads "${args[@]}"

@@ -1,17 +1,17 @@
-"""python bench/eval_speed.py
-python bench/eval_speed.py --images 300 --rounds 6 --workers 2
+""".venv/bin/python bench/eval_speed.py
+.venv/bin/python bench/eval_speed.py --images 300 --rounds 6 --workers 2
 
 Benchmark: our parallel evaluator against a serial pysodmetrics loop, in the same run.
 
 Builds ``--images`` synthetic maps and masks of 400x300 in a temporary folder, then times, in
-alternating A/B order, (A) ``utils.evaluation.evaluate_folder`` with ``--workers`` processes and
-the nine metrics Sm, mae, adpEm, maxEm, avgEm, adpFm, maxFm, avgFm, wFm, and (B) the usual serial
-loop over the pysodmetrics classes (cv2.imread grayscale, then Smeasure, Emeasure, Fmeasure,
-WeightedFmeasure and MAE ``step`` per image). Every sample is bracketed by a matmul speed probe
-(four 1024^3 float32 torch matmuls): before each sample the script waits (up to ``--max-wait``
+alternating A/B order, (A) ``utils.evaluation.evaluator.evaluate_folder`` with ``--workers``
+processes and the nine metrics Sm, mae, adpEm, maxEm, avgEm, adpFm, maxFm, avgFm, wFm, and (B) the
+usual serial loop over the pysodmetrics classes (cv2.imread grayscale, then Smeasure, Emeasure,
+Fmeasure, WeightedFmeasure and MAE ``step`` per image). Every sample is bracketed by a matmul speed
+probe (four 1024^3 float32 torch matmuls): before each sample the script waits (up to ``--max-wait``
 seconds) until the probe is within ``--probe-slack`` of the best probe seen, and rounds with a
-slower probe are dropped (utils.benchmark), so that other jobs on the machine do not skew the
-ratio. Prints the medians and ends with
+slower probe are dropped (bench.timing), so that other jobs on the machine do not skew the ratio.
+Prints the medians and ends with
 
     RESULT eval_speed ours=<s> peer=<s> ratio=<median of the per-round peer/ours>
 
@@ -28,16 +28,14 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
+import py_sod_metrics
+
+from bench.timing import QuietGate, pairwise_ratio, result_line, time_alternating
+from utils.evaluation.evaluator import evaluate_folder
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import py_sod_metrics  # noqa: E402
-
-from utils.benchmark import QuietGate, pairwise_ratio, result_line, time_alternating  # noqa: E402
-from utils.evaluation import evaluate_folder  # noqa: E402
 
 NINE = ["Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm"]
 

@@ -1,5 +1,5 @@
-"""python bench/hr_memory.py
-python bench/hr_memory.py --sizes 1024x1024 4096x3072 --modes blend pm
+""".venv/bin/python bench/hr_memory.py
+.venv/bin/python bench/hr_memory.py --sizes 1024x1024 4096x3072 --modes blend pm
 
 Benchmark: peak resident memory (and time) of one high-resolution photo through SwinB on CPU,
 ours against transparent-background's high-resolution mode, each in a fresh process.
@@ -31,14 +31,12 @@ import time
 import warnings
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from bench.timing import result_line
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from utils.benchmark import result_line  # noqa: E402
 
 CONFIG = ROOT / "configs" / "InSPyReNet_SwinB.yaml"
 LIMIT_MIB = 8 * 1024
@@ -71,7 +69,7 @@ def make_checkpoint(path: Path) -> None:
 
 def child(mode: str, photo: str, ckpt: str, out: str) -> dict:
     """Run one photo in this (fresh) process; returns the measurements."""
-    from utils.memory import peak_rss_mb, reset_peak_rss, rss_mb
+    from bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
 
     if mode == "peer":
         os.environ["TRANSPARENT_BACKGROUND_FILE_PATH"] = str(Path(out).parent)
@@ -86,9 +84,9 @@ def child(mode: str, photo: str, ckpt: str, out: str) -> dict:
         start = time.perf_counter()
         remover.process(Image.open(photo).convert("RGB"), type="map").save(out)
     else:
-        from utils.image_io import read_image, write_png_atomic
-        from utils.malloc_tuning import tune_malloc
-        from utils.predictor import Predictor, to_uint8
+        from utils.inference.predictor import Predictor, to_uint8
+        from utils.io.images import read_image, write_png_atomic
+        from utils.runtime import tune_malloc
 
         tune_malloc()
         predictor = Predictor.from_config(CONFIG, ckpt=ckpt, device="cpu", pm=mode == "pm")

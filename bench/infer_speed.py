@@ -1,5 +1,5 @@
-"""python bench/infer_speed.py
-python bench/infer_speed.py --rounds 6 --precisions fp32 bf16
+""".venv/bin/python bench/infer_speed.py
+.venv/bin/python bench/infer_speed.py --rounds 6 --precisions fp32 bf16
 
 Benchmark: SwinB at 384² on CPU, batch 1, end to end (decode a photo -> saliency map PNG at the
 photo's size), ours against transparent-background (``pip install -r requirements-bench.txt``),
@@ -11,15 +11,15 @@ in the same run.
   sides load the same file; transparent-background loads it ``strict=True``.
 * Peer: ``Remover(mode="fast", ckpt=...)``, its 384² static-resize mode and its SwinB, run
   as its ``entry_point`` runs a folder: PIL open, ``process(img, type="map")``, PNG save.
-* Ours: :class:`utils.predictor.Predictor` with the SwinB config's model and a 384² static
+* Ours: :class:`utils.inference.predictor.Predictor` with the SwinB config's model and a 384² static
   resize (the same pre-processing as the peer's fast mode), ``read_image`` -> ``predict`` ->
   ``write_png_atomic``: what ``run/Inference.py --type map`` does per image, with the malloc
-  tuning of :mod:`utils.malloc_tuning`.
+  tuning of :mod:`utils.runtime`.
 * Each contender runs in its own process (so one's allocator settings cannot help the other),
   started once and asked for one pass over the photos per sample. Samples alternate
   (ours, ours-bf16, peer, then reversed), each bracketed by a matmul speed probe; the
   figure is the median of the per-round ratios over the rounds where the machine was quiet
-  (utils.benchmark).
+  (bench.model_speed).
 * Checks: ours float32 maps equal the peer's within 1/255 (max |diff| <= 1 on 0-255 maps);
   bf16 maps: mean |bf16 - fp32| on 0-255 maps, which must be <= 1 (exit status 1 otherwise).
 * Model only: one float32 (and bf16) forward at 384² in our worker, its GFLOP/s (torch's flop
@@ -41,23 +41,21 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from utils.benchmark import (  # noqa: E402
-    PRECISIONS,
+from bench.model_speed import count_flops
+from bench.timing import (
     QuietGate,
-    count_flops,
     matmul_gflops,
     pairwise_ratio,
     result_line,
     time_alternating,
 )
+from utils.runtime import PRECISIONS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = ROOT / "configs" / "InSPyReNet_SwinB.yaml"
 SIZE = 384
@@ -112,9 +110,9 @@ def make_checkpoint(path: Path, photos: list[Path]) -> None:
 # -- workers (child processes) ----------------------------------------------------------------
 def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -> None:
     from utils.config import load_config
-    from utils.image_io import read_image, write_png_atomic
-    from utils.malloc_tuning import tune_malloc
-    from utils.predictor import Predictor, to_uint8
+    from utils.inference.predictor import Predictor, to_uint8
+    from utils.io.images import read_image, write_png_atomic
+    from utils.runtime import tune_malloc
 
     tune_malloc()
     config = load_config(CONFIG)

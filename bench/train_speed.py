@@ -1,14 +1,14 @@
-"""python bench/train_speed.py
-python bench/train_speed.py --config configs/InSPyReNet_Tiny.yaml --steps 10 --rounds 6
+""".venv/bin/python bench/train_speed.py
+.venv/bin/python bench/train_speed.py --config configs/InSPyReNet_Tiny.yaml --steps 10 --rounds 6
 
 Benchmark: training step throughput (images/s) on CPU: float32 against AMP bf16, each in NCHW
 and channels-last, in the same run.
 
-Each variant is the training step of utils.training (model in train mode on a batch of the
+Each variant is the training step of utils.engine.loop (model in train mode on a batch of the
 config's size: forward, the pyramid loss, backward, optimiser step) on random images and masks,
 ``--steps`` steps per sample. Variants alternate (the order reversed every round), each sample
 is bracketed by a matmul speed probe, and the figures are medians over the quiet rounds
-(utils.benchmark). There is no training peer that installs from pip (the authors' repository is
+(bench.model_speed). There is no training peer that installs from pip (the authors' repository is
 not a package), so the baseline is our float32 NCHW step: every ``RESULT train_<variant>`` line
 gives ``ours`` = that variant's images/s, ``peer`` = the float32 NCHW images/s and their ratio.
 """
@@ -20,17 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from bench.timing import QuietGate, pairwise_ratio, result_line, time_alternating
+from lib import build_model
+from lib.optim import build_optimizer
+from utils.config import load_config
+from utils.runtime import tune_malloc
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from lib import build_model  # noqa: E402
-from lib.optim import build_optimizer  # noqa: E402
-from utils.benchmark import QuietGate, pairwise_ratio, result_line, time_alternating  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.malloc_tuning import tune_malloc  # noqa: E402
 
 VARIANTS = {
     "fp32": (False, torch.contiguous_format),

@@ -1,6 +1,7 @@
 """Data loading: datasets, transforms (a registry) and inference inputs (image/folder/video/webcam).
 
-Image decoding itself lives in ``utils.image_io`` (one decoder for every script).
+Image decoding itself lives in ``utils.io.images`` (one decoder for every script); the
+synthetic data set generator in :mod:`data.synthetic`.
 """
 
 from data.dataset import (
@@ -8,7 +9,6 @@ from data.dataset import (
     ImageFolderDataset,
     SODDataset,
     build_dataset,
-    natural_key,
     skipped_files,
 )
 from data.sources import Frame, Media, Source, SourceError, open_source
@@ -27,7 +27,6 @@ __all__ = [
     "build_dataset",
     "build_transform",
     "build_transforms",
-    "natural_key",
     "open_source",
     "skipped_files",
 ]

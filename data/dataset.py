@@ -12,7 +12,7 @@
 Folder rules (the reference paired by index; we pair by name, so extra files do no harm):
 
 * Images and masks are paired by file **stem** (``0001.jpg`` with ``0001.png``). Supported
-  extensions (any case): ``utils.image_io.IMAGE_EXTENSIONS``; other files and hidden files
+  extensions (any case): ``utils.io.files.IMAGE_EXTENSIONS``; other files and hidden files
   (``.DS_Store``, ``._0001.jpg``) are ignored. An image without a mask is an error (ValueError
   naming the count and the first files); masks without an image are ignored with a log line;
   two images or two masks with the same stem are an error.
@@ -20,7 +20,7 @@ Folder rules (the reference paired by index; we pair by name, so extra files do 
   come in the order given.
 * Pairs whose image and mask sizes differ (after EXIF orientation) are dropped with one log
   warning per set listing them (kept in ``dataset.dropped``).
-* Images are read with ``utils.image_io.read_image`` (8-bit RGB), masks with ``read_mask`` and
+* Images are read with ``utils.io.images.read_image`` (8-bit RGB), masks with ``read_mask`` and
   wrapped as PIL 'L'.
 
 Items: ``image``, ``gt`` (tensors after the usual transforms), ``name`` (the stem), ``shape``
@@ -33,7 +33,7 @@ file is logged (from the worker process) and the item's ``skipped`` entry (a str
 nothing was skipped) names the skipped files; :func:`skipped_files` collects them from a collated
 batch, which works with any ``num_workers``. ``dataset.failures`` also lists them, but only for
 samples loaded in this process (``num_workers=0``); workers keep their own copies.
-With ``on_error="raise"`` (default) the :class:`~utils.image_io.ImageReadError` propagates.
+With ``on_error="raise"`` (default) the :class:`~utils.io.images.ImageReadError` propagates.
 
 Reproducibility: the transforms of item ``i`` in epoch ``e`` draw from
 ``numpy.random.default_rng([seed, e, i])``, whichever worker loads it, so two runs with the
@@ -48,7 +48,6 @@ of the index that was asked for.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,34 +58,13 @@ import torch.utils.data
 from PIL import Image
 
 from data.transforms import build_transforms
-from utils.image_io import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    is_image_file,
-    read_image,
-    read_image_size,
-    read_mask,
-)
+from utils.io.files import IMAGE_EXTENSIONS, list_image_files
+from utils.io.images import ImageReadError, read_image, read_image_size, read_mask
 
 logger = logging.getLogger(__name__)
 
 _ON_ERROR = ("raise", "skip")
 _SHOWN = 5  # how many names an error or warning lists
-
-
-def natural_key(name: str) -> list[str | int]:
-    """Sort key comparing digit runs as integers and text lowercased ('img2' < 'img10')."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def list_image_files(folder: str | Path) -> list[Path]:
-    """Image files (supported extensions, any case; hidden files skipped) natural-sorted."""
-    files = [
-        path
-        for path in Path(folder).iterdir()
-        if path.is_file() and not path.name.startswith(".") and is_image_file(path)
-    ]
-    return sorted(files, key=lambda path: natural_key(path.name))
 
 
 def _first(names: Sequence[str]) -> str:

@@ -11,8 +11,8 @@
 
 Rules:
 
-* Images (``utils.image_io.IMAGE_EXTENSIONS``, any case) are decoded by
-  ``utils.image_io.read_image`` (EXIF orientation, 8-bit RGB). Videos (``VIDEO_EXTENSIONS``, any
+* Images (``utils.io.files.IMAGE_EXTENSIONS``, any case) are decoded by
+  ``utils.io.images.read_image`` (EXIF orientation, 8-bit RGB). Videos (``VIDEO_EXTENSIONS``, any
   case) and webcams are read with OpenCV; frames are converted BGR → RGB.
 * A folder is listed (not recursively) in natural order; hidden files are ignored; any other file
   is skipped with a log warning naming it. A folder without images or videos is an error.
@@ -36,14 +36,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from data.dataset import natural_key
-from utils.image_io import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    is_image_file,
-    quiet_opencv,
-    read_image,
-)
+from utils.io.files import IMAGE_EXTENSIONS, is_image_file, natural_key
+from utils.io.images import ImageReadError, quiet_opencv, read_image
 
 logger = logging.getLogger(__name__)
 # FFmpeg (inside OpenCV) prints its own multi-line complaints about broken files; every failure

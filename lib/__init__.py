@@ -1,17 +1,26 @@
-"""The InSPyReNet model library: plain dicts and tensors in, no files or YAML.
+"""The InSPyReNet model library: plain dicts and tensors in, no files, YAML or command lines.
 
 Public API::
 
-    from lib import build_model, load_checkpoint, save_checkpoint
+    from lib import build_model, load_state_dict_strict
     model = build_model({"name": "InSPyReNet_SwinB", "base_size": [384, 384], "threshold": 512})
-    load_checkpoint(model, "snapshots/InSPyReNet_SwinB/latest.pth")
+    load_state_dict_strict(model, state, "latest.pth")   # state: a plain official state dict
     out = model.eval()({"image": x})        # out["pred"], out["saliency"], out["laplacian"]
+
+Checkpoint files are read and written by ``utils.io.checkpoint`` (``load_checkpoint``,
+``save_checkpoint``, ``load_model``).
 """
 
-from lib.checkpoint import CheckpointError, load_checkpoint, read_state_dict, save_checkpoint
 from lib.model import InSPyReNet
 from lib.pm import PatchMergeInference
 from lib.registry import MODELS, build_model
+from lib.state_dict import (
+    CheckpointError,
+    check_compatible,
+    load_state_dict_strict,
+    unwrap_model,
+    unwrap_state_dict,
+)
 
 __all__ = [
     "MODELS",
@@ -19,7 +28,8 @@ __all__ = [
     "InSPyReNet",
     "PatchMergeInference",
     "build_model",
-    "load_checkpoint",
-    "read_state_dict",
-    "save_checkpoint",
+    "check_compatible",
+    "load_state_dict_strict",
+    "unwrap_model",
+    "unwrap_state_dict",
 ]

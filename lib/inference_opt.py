@@ -8,7 +8,7 @@
   convolutions run natively, which removes a reorder before and after each convolution.
 
 The rewritten model has no ``*.bn.*`` keys in its state dict and cannot be trained: apply it
-to a model that only predicts (the :class:`~utils.predictor.Predictor` does), never before
+to a model that only predicts (the :class:`~utils.inference.predictor.Predictor` does), never before
 saving a checkpoint.
 """
 

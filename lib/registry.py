@@ -1,67 +1,54 @@
-"""Model registry: ``Model.name`` → backbone class, its published hyper-parameters and weights.
+"""Model registry: ``Model.name`` → backbone class and its published hyper-parameters.
 
 ``build_model(cfg)`` takes a config's Model section as a plain dict. No string is evaluated:
-names are looked up in :data:`MODELS`.
+names are looked up in :data:`MODELS`. Where the backbones' ImageNet weight files live is not
+the model library's business: ``utils.io.checkpoint.load_model`` reads them and passes the
+state dict in.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 from lib.backbones import Res2Net, SwinTransformer
-from lib.checkpoint import CheckpointError, read_state_dict
 from lib.model import InSPyReNet
+from lib.state_dict import CheckpointError
 
-DEFAULT_BACKBONE_DIR = Path(__file__).resolve().parents[1] / "data" / "backbone_ckpt"
 # Keys of the Model section that configure scripts, not the network.
 NON_MODEL_KEYS = {"name", "pretrained", "PM", "precision", "backbone"}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered variant: backbone class, its default arguments and ImageNet weights file."""
+    """A registered variant: backbone class and its default arguments."""
 
     backbone: type[nn.Module]
     backbone_args: dict = field(default_factory=dict)
-    weights: str = ""
-    install_item: str = ""
 
 
 MODELS: dict[str, ModelSpec] = {
     "InSPyReNet_Res2Net50": ModelSpec(
         Res2Net,
         {"layers": (3, 4, 6, 3), "base_width": 26, "scale": 4},
-        "res2net50_v1b_26w_4s-3cf99910.pth",
-        "Res2Net50",
     ),
     "InSPyReNet_Res2Net101": ModelSpec(
         Res2Net,
         {"layers": (3, 4, 23, 3), "base_width": 26, "scale": 4},
-        "res2net101_v1b_26w_4s-0812c246.pth",
-        "Res2Net101",
     ),
     "InSPyReNet_SwinT": ModelSpec(
         SwinTransformer,
         {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), "window_size": 7},
-        "swin_tiny_patch4_window7_224.pth",
-        "SwinT",
     ),
     "InSPyReNet_SwinS": ModelSpec(
         SwinTransformer,
         {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24), "window_size": 7},
-        "swin_small_patch4_window7_224.pth",
-        "SwinS",
     ),
     "InSPyReNet_SwinB": ModelSpec(
         SwinTransformer,
         {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32), "window_size": 12},
-        "swin_base_patch4_window12_384_22kto1k.pth",
-        "SwinB",
     ),
     "InSPyReNet_SwinL": ModelSpec(
         SwinTransformer,
@@ -71,20 +58,20 @@ MODELS: dict[str, ModelSpec] = {
             "num_heads": (6, 12, 24, 48),
             "window_size": 12,
         },
-        "swin_large_patch4_window12_384_22kto1k.pth",
-        "SwinL",
     ),
 }
 
 
-def build_model(model_cfg: Mapping, backbone_dir: str | os.PathLike | None = None) -> InSPyReNet:
+def build_model(
+    model_cfg: Mapping, backbone_state: Mapping[str, Tensor] | None = None, source: str = ""
+) -> InSPyReNet:
     """Build InSPyReNet from a config's Model section (a plain dict).
 
     Keys: ``name`` (a key of :data:`MODELS`), ``depth`` (64), ``base_size`` ([384, 384]),
-    ``threshold`` (512 or None), ``pretrained`` (load the backbone's ImageNet weights from
-    ``backbone_dir``, default ``data/backbone_ckpt``), ``backbone`` (optional overrides of the
-    backbone's hyper-parameters, e.g. for the tiny test models); ``PM`` and ``precision`` are
-    read by the scripts and ignored here.
+    ``threshold`` (512 or None), ``backbone`` (optional overrides of the backbone's
+    hyper-parameters, e.g. for the tiny test models); ``pretrained``, ``PM`` and ``precision``
+    are read by the callers and ignored here. ``backbone_state``: ImageNet weights loaded into
+    the backbone (CheckpointError naming ``source`` when they do not fit).
     """
     name = model_cfg.get("name")
     if name not in MODELS:
@@ -99,8 +86,13 @@ def build_model(model_cfg: Mapping, backbone_dir: str | os.PathLike | None = Non
         backbone = spec.backbone(**args)
     except TypeError as error:
         raise ValueError(f"Model.backbone for {name}: {error}") from None
-    if model_cfg.get("pretrained", False):
-        _load_backbone_weights(backbone, spec, Path(backbone_dir or DEFAULT_BACKBONE_DIR))
+    if backbone_state is not None:
+        try:
+            backbone.load_pretrained(dict(backbone_state))
+        except (RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"{source or 'backbone weights'}: not the expected backbone weights: {error}"
+            ) from None
     return InSPyReNet(
         backbone,
         backbone.out_channels,
@@ -109,19 +101,3 @@ def build_model(model_cfg: Mapping, backbone_dir: str | os.PathLike | None = Non
         threshold=model_cfg.get("threshold", 512),
         name=name,
     )
-
-
-def _load_backbone_weights(backbone: nn.Module, spec: ModelSpec, directory: Path) -> None:
-    path = directory / spec.weights
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: ImageNet weights for the backbone are missing (Model.pretrained is true). "
-            f"Fetch them with `bash install.sh --only {spec.install_item}`, or set "
-            "Model.pretrained to false to start from random weights."
-        )
-    try:
-        backbone.load_pretrained(read_state_dict(path))
-    except (RuntimeError, ValueError) as error:
-        if isinstance(error, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: not the expected backbone weights: {error}") from None

@@ -1,6 +1,6 @@
-"""python run/Eval.py --config configs/InSPyReNet_SwinB.yaml
-python run/Eval.py --config configs/SotA/VST.yaml --workers 2 --stat
-python run/Eval.py --config configs/InSPyReNet_SwinB.yaml --method SwinB_retrained \
+""".venv/bin/python run/Eval.py --config configs/InSPyReNet_SwinB.yaml
+.venv/bin/python run/Eval.py --config configs/SotA/VST.yaml --workers 2 --stat
+.venv/bin/python run/Eval.py --config configs/InSPyReNet_SwinB.yaml --method SwinB_retrained \
     --opts Eval.pred_root=snapshots/retrained Eval.datasets=[DUTS-TE,ECSSD]
 
 Score saliency maps against ground-truth masks and keep a results table per dataset.
@@ -20,15 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from collections.abc import Mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo packages importable
-    sys.path.insert(0, str(ROOT))
-
-from utils.config import ConfigError, add_config_arguments, config_from_args, config_name  # noqa: E402
-from utils.evaluation import evaluate_config  # noqa: E402
-from utils.metrics import check_metrics  # noqa: E402
+from utils.cli import (
+    EXIT_ERROR,
+    EXIT_SETUP,
+    ScriptError,
+    add_progress_argument,
+    exit_on_error,
+    parser_for,
+    run_cli,
+)
+from utils.config import add_config_arguments, config_from_args, config_name
 
 
 def default_workers() -> int:
@@ -41,9 +44,8 @@ def default_workers() -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The command line above."""
+    parser = parser_for(__doc__, summary_paragraph=1)
     add_config_arguments(parser)
     parser.add_argument(
         "--workers",
@@ -56,36 +58,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--verbose", action="store_true", help="list every missing, extra and resized prediction"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg = config_from_args(args, require=("Eval",))
-        check_metrics(cfg["Eval"]["metrics"])
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # an unknown metric name
-        print(f"error: {args.config}: Eval.metrics: {error}", file=sys.stderr)
-        return 2
+def score(
+    eval_cfg: Mapping,
+    method: str,
+    *,
+    workers: int,
+    stat: bool = False,
+    verbose: bool = False,
+    progress: bool = True,
+) -> None:
+    """Score ``method``'s maps on every dataset of ``eval_cfg`` and log the tables;
+    ScriptError(1) when nothing could be scored."""
+    from utils.evaluation.evaluator import evaluate_config
+
     results = evaluate_config(
+        eval_cfg, method=method, workers=workers, stat=stat, verbose=verbose, progress=progress
+    )
+    if not any(result.scored for result in results):
+        raise ScriptError(EXIT_ERROR, "nothing could be scored (see the messages above)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from utils.evaluation.metrics import check_metrics
+
+    with exit_on_error(EXIT_SETUP):
+        cfg = config_from_args(args, require=("Eval",))
+    try:
+        check_metrics(cfg["Eval"]["metrics"])
+    except ValueError as error:  # an unknown metric name
+        raise ScriptError(EXIT_SETUP, f"{args.config}: Eval.metrics: {error}") from None
+    score(
         cfg["Eval"],
-        method=args.method or config_name(args.config),
+        args.method or config_name(args.config),
         workers=args.workers,
         stat=args.stat,
         verbose=args.verbose,
         progress=not args.no_progress,
     )
-    if not any(result.scored for result in results):
-        print("error: nothing could be scored (see the messages above)", file=sys.stderr)
-        return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the script; returns its exit status."""
+    return run_cli(_run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Predict saliency maps for the test sets of a config (architecture §16.3).
 
-    python run/Test.py --config configs/InSPyReNet_SwinB.yaml
-    python run/Test.py --config configs/InSPyReNet_Tiny.yaml --ckpt snapshots/tiny/latest.pth
-    python run/Test.py --config configs/InSPyReNet_SwinB.yaml --PM --overwrite \
+    .venv/bin/python run/Test.py --config configs/InSPyReNet_SwinB.yaml
+    .venv/bin/python run/Test.py --config configs/InSPyReNet_Tiny.yaml \
+        --ckpt snapshots/InSPyReNet_Tiny/latest.pth
+    .venv/bin/python run/Test.py --config configs/InSPyReNet_SwinB.yaml --PM --overwrite \
         --opts Test.Dataset.sets=[HRSOD-TE] Eval.pred_root=snapshots/SwinB_PM
 
 For every set of ``Test.Dataset.sets`` (folders ``<Test.Dataset.root>/<set>/images`` and
@@ -12,7 +13,7 @@ resize with pyramid blending, or with ``--PM`` patch merging). The checkpoint is
 ``<Test.Checkpoint.checkpoint_dir>/latest.pth``. Maps already written are kept unless
 ``--overwrite``, so an interrupted run resumes where it stopped (files are written atomically,
 never half). Unreadable images are reported by name and skipped. Score the maps with
-``python run/Eval.py --config <same config>``.
+``.venv/bin/python run/Eval.py --config <same config>``.
 
 Exit status: 0 when every set has its maps, 1 when a set could not be read or no map exists at
 all, 2 for a config, checkpoint or device error, 130 after Ctrl-C (the maps written are kept).
@@ -22,68 +23,73 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from collections.abc import Mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo packages importable
-    sys.path.insert(0, str(ROOT))
+from utils.cli import (
+    EXIT_ERROR,
+    EXIT_SETUP,
+    ScriptError,
+    add_device_argument,
+    add_progress_argument,
+    add_speed_arguments,
+    exit_on_error,
+    parser_for,
+    run_cli,
+    speed_options,
+)
+from utils.config import add_config_arguments, config_from_args
 
-from utils.config import add_config_arguments, config_from_args  # noqa: E402
-from utils.malloc_tuning import tune_malloc  # noqa: E402
-from utils.predictor import Predictor, add_speed_arguments, speed_options  # noqa: E402
-from utils.testing import predictions_problem, write_test_predictions  # noqa: E402
-from utils.train_log import console, show_library_warnings  # noqa: E402
+INTERRUPTED = (
+    "interrupted: the maps written so far are kept; run the same command again "
+    "(without --overwrite) to write the rest"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The command line above."""
+    parser = parser_for(__doc__)
     add_config_arguments(parser)
     parser.add_argument(
         "--ckpt", help="checkpoint (default <Test.Checkpoint.checkpoint_dir>/latest.pth)"
     )
     parser.add_argument("--overwrite", action="store_true", help="predict maps that exist again")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
+    add_device_argument(parser)
     parser.add_argument("--PM", action="store_true", help="patch-merging inference (Model.PM)")
     add_speed_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def write_maps(cfg: Mapping, predictor, *, overwrite: bool = False, progress: bool = True) -> None:
+    """Write the maps of every test set of ``cfg`` with ``predictor``; ScriptError(1) when a set
+    could not be read or no map exists at all."""
+    from utils.inference.test_sets import predictions_problem, write_test_predictions
+
+    reports = write_test_predictions(
+        cfg["Test"], cfg["Eval"]["pred_root"], predictor, overwrite=overwrite, progress=progress
+    )
+    problem = predictions_problem(reports)
+    if problem:
+        raise ScriptError(EXIT_ERROR, problem)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from utils.inference.predictor import Predictor
+    from utils.runtime import tune_malloc
+
     tune_malloc()
-    show_library_warnings()
-    try:
+    with exit_on_error(EXIT_SETUP):
         cfg = config_from_args(args, require=("Model", "Test", "Eval"))
         predictor = Predictor.from_config(
             cfg, ckpt=args.ckpt, device=args.device, pm=args.PM, **speed_options(args)
         )
-    except (ValueError, FileNotFoundError) as error:  # config, checkpoint, device: one line
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        reports = write_test_predictions(
-            cfg["Test"],
-            cfg["Eval"]["pred_root"],
-            predictor,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            log=console,
-        )
-    except KeyboardInterrupt:
-        print(
-            "interrupted: the maps written so far are kept; run the same command again "
-            "(without --overwrite) to write the rest",
-            file=sys.stderr,
-        )
-        return 130
-    problem = predictions_problem(reports)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
+    write_maps(cfg, predictor, overwrite=args.overwrite, progress=not args.no_progress)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the script; returns its exit status."""
+    return run_cli(_run, parse_args(argv), interrupted=INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Train InSPyReNet from a config (architecture §15).
 
-    python run/Train.py --config configs/InSPyReNet_Tiny.yaml --seed 0       # CPU, minutes
-    python run/Train.py --config configs/InSPyReNet_SwinB.yaml               # one GPU
-    python run/Train.py --config configs/InSPyReNet_SwinB.yaml --resume      # go on after a stop
-    torchrun --nproc_per_node=4 run/Train.py --config configs/InSPyReNet_SwinB.yaml   # 4 GPUs
-    python run/Train.py --config configs/InSPyReNet_Tiny.yaml --debug \
+    .venv/bin/python run/Train.py --config configs/InSPyReNet_Tiny.yaml --seed 0   # CPU, minutes
+    .venv/bin/python run/Train.py --config configs/InSPyReNet_SwinB.yaml           # one GPU
+    .venv/bin/python run/Train.py --config configs/InSPyReNet_SwinB.yaml --resume  # after a stop
+    .venv/bin/torchrun --nproc_per_node=4 run/Train.py --config configs/InSPyReNet_SwinB.yaml
+    .venv/bin/python run/Train.py --config configs/InSPyReNet_Tiny.yaml --debug \
         --opts Train.Scheduler.epoch=5 Train.Checkpoint.checkpoint_dir=snapshots/tiny5
 
 Writes into ``Train.Checkpoint.checkpoint_dir``: ``latest.pth`` (published format, what Test and
@@ -20,30 +20,30 @@ number; ``--resume`` then continues exactly where it stopped. A NaN/inf loss sto
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run/ is a folder of scripts: make the repo packages importable
-    sys.path.insert(0, str(ROOT))
-
-from utils.config import ConfigError, add_config_arguments, config_from_args  # noqa: E402
-from utils.distributed import init_distributed, shutdown_distributed  # noqa: E402
-from utils.malloc_tuning import tune_malloc  # noqa: E402
-from utils.train_log import console, show_library_warnings  # noqa: E402
-from utils.training import (  # noqa: E402
-    ABORTED,
-    USER_ERRORS,
+from utils.cli import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_SETUP,
+    ScriptError,
     add_training_arguments,
-    resume_command,
-    train,
+    command_line,
+    exit_on_error,
+    parser_for,
+    run_cli,
+    script_argv,
 )
+from utils.config import add_config_arguments, config_from_args
+
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The command line above."""
+    parser = parser_for(__doc__)
     add_config_arguments(parser)
     add_training_arguments(parser)
     parser.add_argument(
@@ -52,42 +52,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    tune_malloc()
-    show_library_warnings()
-    try:
-        cfg = config_from_args(args, require=("Model", "Train"))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
+def train_with_args(
+    cfg: Mapping,
+    args: argparse.Namespace,
+    resume_command: str,
+    prepare: Callable[[], None] | None = None,
+) -> tuple[int, bool]:
+    """Train ``cfg`` with the flags of :func:`add_training_arguments` (under torchrun too);
+    ``prepare`` runs on rank 0 before training (the others wait). Logs how it ended, with
+    ``resume_command`` after an interruption. Returns (exit status, whether this is rank 0)."""
+    from utils.engine import ABORTED, StateError, TrainingError, train
+    from utils.engine.distributed import barrier, init_distributed, shutdown_distributed
+
+    with exit_on_error(EXIT_SETUP):
         info = init_distributed(args.device)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    errors = (TrainingError, StateError, ValueError, FileNotFoundError)
     try:
-        result = train(
-            cfg,
-            info,
-            resume=args.resume,
-            debug=args.debug,
-            seed=args.seed,
-            progress=not args.no_progress,
-            log=console,
-        )
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        with exit_on_error(EXIT_ERROR, errors):
+            if prepare is not None and info.is_main:
+                prepare()
+            barrier(info)  # the other ranks wait for what rank 0 prepared
+            result = train(
+                cfg,
+                info,
+                resume=args.resume,
+                debug=getattr(args, "debug", False),
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
     except KeyboardInterrupt:
-        print(f"error: {ABORTED}", file=sys.stderr)
-        return 130
+        raise ScriptError(EXIT_INTERRUPTED, ABORTED) from None
     finally:
         shutdown_distributed()
     if not info.is_main:
-        return 0
-    console(result.summary(resume_command("run/Train.py", argv)))
-    return result.exit_code
+        return 0, False
+    logger.info(result.summary(resume_command))
+    return result.exit_code, True
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from utils.runtime import tune_malloc
+
+    tune_malloc()
+    with exit_on_error(EXIT_SETUP):
+        cfg = config_from_args(args, require=("Model", "Train"))
+    resume = command_line("run/Train.py", argv, ("--resume",))
+    return train_with_args(cfg, args, resume)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the script; returns its exit status."""
+    args = parse_args(argv)
+    return run_cli(lambda parsed: _run(parsed, script_argv(argv)), args)
 
 
 if __name__ == "__main__":

@@ -42,5 +42,5 @@ def _png_claiming(width: int, height: int) -> bytes:
 @pytest.fixture(scope="session")
 def png_claiming() -> Callable[[int, int], bytes]:
     """``png_claiming(width, height)``: the bytes of a tiny PNG whose header claims that size
-    (a decompression bomb when it exceeds utils.image_io.MAX_PIXELS)."""
+    (a decompression bomb when it exceeds utils.io.images.MAX_PIXELS)."""
     return _png_claiming

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from utils.image_io import write_bytes_atomic
+from utils.io.atomic import write_bytes_atomic
 
 SECTIONS = ("Model", "Train", "Test", "Eval")
 

@@ -12,14 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from data.dataset import (
-    ImageFolderDataset,
-    SODDataset,
-    build_dataset,
-    natural_key,
-    skipped_files,
-)
-from utils.image_io import ImageReadError
+from data.dataset import ImageFolderDataset, SODDataset, build_dataset, skipped_files
+from utils.io.files import natural_key
+from utils.io.images import ImageReadError
 
 SPEC = {
     "static_resize": {"size": [32, 32]},

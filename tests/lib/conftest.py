@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from lib import build_model, load_checkpoint
+from lib import build_model
+from utils.io.checkpoint import load_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -5,8 +5,9 @@ import pickle
 import pytest
 import torch
 
-from lib import CheckpointError, build_model, load_checkpoint
+from lib import CheckpointError, build_model
 from tests.lib.conftest import tiny_model_cfg
+from utils.io.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

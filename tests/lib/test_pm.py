@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from lib import PatchMergeInference, build_model, load_checkpoint
+from bench.memory import peak_rss_mb, reset_peak_rss
+from lib import PatchMergeInference, build_model
 from lib.pyramid import ImagePyramid
 from tests.lib.conftest import tiny_model_cfg
-from utils.memory import peak_rss_mb, reset_peak_rss
+from utils.io.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

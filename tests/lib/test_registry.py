@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lib import MODELS, build_model
-from lib.registry import DEFAULT_BACKBONE_DIR
+from utils.io.checkpoint import BACKBONE_DIR, load_model
 
 SMALL_BACKBONES = {
     "Res2Net": {"layers": [1, 1, 1, 3], "base_width": 4},
@@ -42,11 +42,11 @@ def test_unknown_name_and_keys_are_clear():
 
 def test_missing_pretrained_weights_name_path_and_install_option(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        build_model({"name": "InSPyReNet_Res2Net50", "pretrained": True}, backbone_dir=tmp_path)
+        load_model({"name": "InSPyReNet_Res2Net50", "pretrained": True}, backbone_dir=tmp_path)
     message = str(info.value)
     assert str(tmp_path / "res2net50_v1b_26w_4s-3cf99910.pth") in message
     assert "install.sh --only Res2Net50" in message
-    assert DEFAULT_BACKBONE_DIR.parts[-2:] == ("data", "backbone_ckpt")
+    assert BACKBONE_DIR.parts[-2:] == ("data", "backbone_ckpt")
 
 
 def test_pretrained_res2net_weights_load_strictly_ignoring_fc(tmp_path):
@@ -55,7 +55,7 @@ def test_pretrained_res2net_weights_load_strictly_ignoring_fc(tmp_path):
     state = {k: v + 0.5 for k, v in source.backbone.state_dict().items()}
     state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
     torch.save(state, tmp_path / "res2net50_v1b_26w_4s-3cf99910.pth")
-    model = build_model(
+    model = load_model(
         {"name": "InSPyReNet_Res2Net50", "pretrained": True, "backbone": small},
         backbone_dir=tmp_path,
     )
@@ -69,7 +69,7 @@ def test_pretrained_swin_weights_load_non_strictly_from_model_key(tmp_path):
     state["head.weight"], state["norm.weight"] = torch.zeros(1000, 128), torch.ones(128)
     state["patch_embed.proj.bias"] = torch.full((16,), 0.25)
     torch.save({"model": state}, tmp_path / "swin_base_patch4_window12_384_22kto1k.pth")
-    model = build_model(
+    model = load_model(
         {"name": "InSPyReNet_SwinB", "pretrained": True, "backbone": small},
         backbone_dir=tmp_path,
     )

@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from lib import build_model, load_checkpoint, save_checkpoint
+from lib import build_model
 from tests.lib.conftest import tiny_model_cfg
+from utils.io.checkpoint import load_checkpoint, save_checkpoint
 
 
 def read_key_file(path):

@@ -1,7 +1,7 @@
 """The robustness suite's corpus (issue "Robustness: bad inputs, interruptions and untrusted files
 never cost a user their work"), built on the fly: no binary file is committed.
 
-* ``corpus.clean``: a tiny synthetic data set (utils.synthetic, 64 px): ``Train_Dataset/Synth-TR``
+* ``corpus.clean``: a tiny synthetic data set (data.synthetic, 64 px): ``Train_Dataset/Synth-TR``
   and ``Test_Dataset/Synth-TE`` with 5 and 4 pairs, and ``Test_Dataset/Synth-EV/masks`` (the test
   masks plus the plain 8-bit twins of the usable awkward masks, for Eval).
 * ``corpus.bad``: the same, plus every awkward or broken input of the issue (``PHOTOS`` in
@@ -32,13 +32,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import build_model, save_checkpoint
+from data.synthetic import make_pair, make_synthetic_dataset
+from lib import build_model
 from utils.config import load_config
-from utils.synthetic import make_pair, make_synthetic_dataset
+from utils.io.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"
-BOMB_SIDE = 30000  # 900 Mpx claimed: more than utils.image_io.MAX_PIXELS (400 Mpx)
+BOMB_SIDE = 30000  # 900 Mpx claimed: more than utils.io.images.MAX_PIXELS (400 Mpx)
 
 # Awkward or broken photos (each with a plain mask) and masks (each with a plain photo).
 PHOTOS = (
@@ -54,7 +55,7 @@ PHOTOS = (
 MASKS = ("deep16.png", "rgb_mask.png", "마스크 01.png", "truncated_mask.png", "bomb_mask.png")
 CANNOT_DECODE = "cannot decode image"
 BOMB = "refused as a possible decompression bomb"
-PROBLEMS = {  # the refused inputs and a phrase of their one-line message (utils.image_io)
+PROBLEMS = {  # the refused inputs and a phrase of their one-line message (utils.io.images)
     "middle_truncated.jpg": CANNOT_DECODE,
     "bomb.png": BOMB,
     "truncated_mask.png": CANNOT_DECODE,
@@ -256,7 +257,7 @@ def run_script() -> Callable[[Callable[[list[str]], int], list[str]], Run]:
 
 @dataclass
 class Leftovers:
-    """Two temporary files as killed atomic writes leave them (utils.image_io's names)."""
+    """Two temporary files as killed atomic writes leave them (utils.io.images's names)."""
 
     stale: Path  # a killed write's temporary file, an hour old: the next run deletes it
     young: Path  # one just written: it may belong to a run writing there now, so it stays

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from run import Eval
-from utils.image_io import read_mask
+from utils.io.images import read_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"

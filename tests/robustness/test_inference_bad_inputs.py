@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from run import Inference
-from utils.image_io import read_mask
+from utils.io.images import read_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "InSPyReNet_Tiny.yaml"

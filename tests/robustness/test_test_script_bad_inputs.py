@@ -7,7 +7,7 @@ import pytest
 
 from run import Test
 from tests.script_args import test_argv
-from utils.image_io import read_mask
+from utils.io.images import read_mask
 
 SET = "Test_Dataset/Synth-TE"
 

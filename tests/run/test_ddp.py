@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from utils.checkpointing import load_training_state
-from utils.synthetic import make_synthetic_dataset
-from utils.train_log import read_log
+from data.synthetic import make_synthetic_dataset
+from utils.engine.records import read_log
+from utils.engine.state import load_training_state
 
 ROOT = Path(__file__).resolve().parents[2]
 

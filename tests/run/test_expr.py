@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from data.synthetic import make_synthetic_dataset
 from Expr import ensure_synthetic_data, synthetic_folder
-from lib import build_model, save_checkpoint
+from lib import build_model
 from run import Eval, Test
 from utils.config import load_config
-from utils.synthetic import make_synthetic_dataset
+from utils.io.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "InSPyReNet_Tiny.yaml")
@@ -78,7 +79,7 @@ def test_expr_trains_tests_and_evaluates(tmp_path):
     assert "| InSPyReNet_Tiny |" in done.stdout  # the printed results table
     assert len(list((tmp_path / "snap" / "Synth-TE").glob("*.png"))) == 16
 
-    # The untrained baseline: the run's initial weights (seed 0 builds them; utils.training).
+    # The untrained baseline: the run's initial weights (seed 0 builds them; utils.engine.loop).
     cfg = load_config(CONFIG, opts)
     torch.manual_seed(0)
     save_checkpoint(build_model(cfg["Model"]), tmp_path / "untrained.pth")

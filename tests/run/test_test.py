@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data.synthetic import make_synthetic_dataset
 from run import Test
 from tests.script_args import test_argv
-from utils.image_io import read_image_size, read_mask
-from utils.synthetic import make_synthetic_dataset
+from utils.io.images import read_image_size, read_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import utils.training
+import utils.engine.loop
+from data.synthetic import make_synthetic_dataset
 from run import Train
 from tests.script_args import train_argv
-from utils.checkpointing import load_training_state
 from utils.config import load_config
-from utils.synthetic import make_synthetic_dataset
-from utils.train_log import read_log
+from utils.engine.records import read_log
+from utils.engine.state import load_training_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def reference(data, tmp_path_factory) -> Path:
 
 def on_loss_call(monkeypatch, call: int, action) -> None:
     """Run ``action()`` right after the ``call``-th loss computation (1-based)."""
-    original = utils.training.pyramid_loss
+    original = utils.engine.loop.pyramid_loss
     calls = []
 
     def wrapped(*args, **kwargs):
@@ -64,7 +64,7 @@ def on_loss_call(monkeypatch, call: int, action) -> None:
             return action(loss)
         return loss
 
-    monkeypatch.setattr(utils.training, "pyramid_loss", wrapped)
+    monkeypatch.setattr(utils.engine.loop, "pyramid_loss", wrapped)
 
 
 def test_outputs_of_a_run(reference):
@@ -182,7 +182,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path
         "state.pth",
     ]
     assert load_training_state(ckpt)["epoch"] == 1
-    an_hour_ago = time.time() - 3600  # older than utils.image_io.STALE_AFTER_S
+    an_hour_ago = time.time() - 3600  # older than utils.io.images.STALE_AFTER_S
     os.utime(leftovers[0], (an_hour_ago, an_hour_ago))
 
     assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0

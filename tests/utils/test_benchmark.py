@@ -1,4 +1,4 @@
-"""utils.benchmark: the comparison arithmetic, the RESULT line and the model command.
+"""bench.model_speed: the comparison arithmetic, the RESULT line and the model command.
 
 Expected values: worked by hand from the samples the tests build (no timing is asserted).
 """
@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from utils import benchmark
-from utils.benchmark import QuietGate, Sample, pairwise_ratio, result_line
-from utils.malloc_tuning import tune_malloc
+from bench import model_speed
+from bench import timing as benchmark
+from bench.timing import QuietGate, Sample, pairwise_ratio, result_line
+from utils.runtime import tune_malloc
 
 
 def _samples(seconds, probes):
@@ -53,7 +54,7 @@ def test_result_line_format():
 
 
 def test_benchmark_command_on_tiny_config(capsys):
-    code = benchmark.main(
+    code = model_speed.main(
         [
             "--config",
             "tests/configs/tiny_res2net.yaml",
@@ -80,6 +81,6 @@ def test_benchmark_command_on_tiny_config(capsys):
 def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     first = tune_malloc()
     assert tune_malloc() is first
-    monkeypatch.setattr("utils.malloc_tuning._STATE", {"tuned": False})
+    monkeypatch.setattr("utils.runtime._STATE", {"tuned": False})
     monkeypatch.setenv("SOD_MALLOC_TUNING", "0")
     assert tune_malloc() is False

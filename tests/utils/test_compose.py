@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from utils.compose import GREEN, compose, parse_output_type, prepare_map, to_uint8
+from utils.inference.compose import GREEN, compose, parse_output_type, prepare_map, to_uint8
 
 
 @pytest.fixture(scope="module")

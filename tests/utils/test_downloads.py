@@ -23,12 +23,12 @@ import torch
 import yaml
 from PIL import Image
 
-from utils import download_install
-from utils.download_archive import find_dataset_folders, safe_extract
-from utils.download_fetch import drive_file_id, is_drive_url
-from utils.download_manifest import ManifestError, load_manifest
-from utils.download_verify import VerifyError, file_md5
-from utils.downloads import choose_groups, main
+from utils.downloads import install as download_install
+from utils.downloads.archive import find_dataset_folders, safe_extract
+from utils.downloads.cli import choose_groups, main
+from utils.downloads.fetch import drive_file_id, is_drive_url
+from utils.downloads.verify import VerifyError, file_md5
+from utils.manifest import ManifestError, load_manifest
 
 STEMS = ["0001", "0002", "img10"]
 SET_DEST = "data/RGB_Dataset/Test_Dataset/Foo-TE"
@@ -551,6 +551,8 @@ def test_manifest_errors_name_the_entry(tmp_path):
 
 def test_real_manifest_matches_the_published_download_list(shared_dir):
     from lib.registry import MODELS
+    from utils.io.checkpoint import BACKBONE_DIR, BACKBONE_WEIGHTS
+    from utils.manifest import install_item_for
 
     manifest = load_manifest()
     items = {item.name: item for item in manifest.items}
@@ -575,7 +577,7 @@ def test_real_manifest_matches_the_published_download_list(shared_dir):
     }
     assert (
         backbones
-        == {spec.weights for spec in MODELS.values()}
+        == set(BACKBONE_WEIGHTS.values())
         == {
             "res2net50_v1b_26w_4s-3cf99910.pth",
             "res2net101_v1b_26w_4s-0812c246.pth",
@@ -585,7 +587,8 @@ def test_real_manifest_matches_the_published_download_list(shared_dir):
             "swin_large_patch4_window12_384_22kto1k.pth",
         }
     )
-    assert {spec.install_item for spec in MODELS.values()} <= set(items)
+    assert set(BACKBONE_WEIGHTS) == set(MODELS)
+    assert all(install_item_for(BACKBONE_DIR / name) in items for name in BACKBONE_WEIGHTS.values())
     defaults = {i.name for g in manifest.groups if g.default for i in manifest.in_group(g.name)}
     test_sets = {
         "DUTS-TE",

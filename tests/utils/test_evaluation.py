@@ -1,4 +1,5 @@
-"""utils.evaluation / utils.metrics: peer values, pairing problems, parallel = serial, tables."""
+"""utils.evaluation (evaluator, metrics, pairing, tables): peer values, pairing problems,
+parallel = serial, tables."""
 
 import csv
 import json
@@ -9,15 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.evaluation import (
-    Evaluator,
-    evaluate_config,
-    evaluate_folder,
-    natural_key,
-    update_results_table,
-)
-from utils.image_io import read_mask
-from utils.metrics import METRICS, boundary_accuracy, check_metrics
+from utils.evaluation.evaluator import Evaluator, evaluate_config, evaluate_folder
+from utils.evaluation.metrics import METRICS, boundary_accuracy, check_metrics
+from utils.evaluation.tables import update_results_table
+from utils.io.files import natural_key
+from utils.io.images import read_mask
 
 NINE = ["Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm"]
 # our name -> the key in ../shared/peer/pysodmetrics/version_performance.json
@@ -216,17 +213,15 @@ def eval_cfg(tmp_path: Path, pred_root: Path, gt_root: Path) -> dict:
     }
 
 
-def test_evaluate_config_two_methods_and_stat(tmp_path):
+def test_evaluate_config_two_methods_and_stat(tmp_path, caplog):
     pred_dir, gt_dir = make_pairs(tmp_path / "raw", count=4)
     (tmp_path / "gt" / "Toy").mkdir(parents=True)
     shutil.copytree(gt_dir, tmp_path / "gt" / "Toy" / "masks")  # <gt_root>/<set>/masks layout
     for method in ("M1", "M2"):
         shutil.copytree(pred_dir, tmp_path / method / "Toy")
         cfg = eval_cfg(tmp_path, tmp_path / method, tmp_path / "gt")
-        lines = []
-        results = evaluate_config(
-            cfg, method, workers=1, stat=True, progress=False, log=lines.append
-        )
+        with caplog.at_level("INFO"):
+            results = evaluate_config(cfg, method, workers=1, stat=True, progress=False)
         assert results[0].scored == 4
     results_dir = tmp_path / "results"
     rows = read_csv(results_dir / "result_Toy.csv")
@@ -237,7 +232,7 @@ def test_evaluate_config_two_methods_and_stat(tmp_path):
     with np.load(results_dir / "curves" / "Toy" / "M2.npz") as data:
         assert data["precision"].shape == (256,) and data["fmeasure"].shape == (256,)
         assert data["fmeasure"].max() == pytest.approx(results[0].scores["maxFm"])
-    assert any("| M2 |" in line for line in lines)
+    assert any("| M2 |" in record.getMessage() for record in caplog.records)
 
 
 def test_evaluator_reuses_its_pool(tmp_path):

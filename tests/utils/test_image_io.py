@@ -1,4 +1,4 @@
-"""utils.image_io: every awkward input of the "Robustness" issue, built on the fly with PIL.
+"""utils.io.images: every awkward input of the "Robustness" issue, built on the fly with PIL.
 
 Expected values come from Pillow's / OpenCV's own conversions of the same file (the rules in
 the module docstring) or from hand computation where stated.
@@ -15,17 +15,16 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from lib.checkpoint import save_atomic
-from utils import image_io
-from utils.image_io import (
+from utils.io import images as image_io
+from utils.io.atomic import remove_stale_temporaries, write_bytes_atomic
+from utils.io.checkpoint import save_torch_atomic
+from utils.io.files import is_image_file
+from utils.io.images import (
     ImageReadError,
-    is_image_file,
     quiet_opencv,
     read_image,
     read_image_size,
     read_mask,
-    remove_stale_temporaries,
-    write_bytes_atomic,
     write_png_atomic,
 )
 
@@ -295,9 +294,9 @@ def test_remove_stale_temporaries(tmp_path, monkeypatch):
         names.append(Path(src).name)
         replace(src, dst)
 
-    monkeypatch.setattr(image_io.os, "replace", spy)  # the os module lib.checkpoint uses too
+    monkeypatch.setattr(image_io.os, "replace", spy)  # the os module lib.state_dict uses too
     write_bytes_atomic(tmp_path / "result.csv", b"x")
-    save_atomic({"weight": torch.zeros(1)}, tmp_path / "latest.pth")
+    save_torch_atomic({"weight": torch.zeros(1)}, tmp_path / "latest.pth")
     monkeypatch.undo()
     assert [name.split(".")[1] for name in names] == ["result", "latest"]
     stale = [tmp_path / name for name in names]

@@ -17,11 +17,12 @@ import yaml
 from PIL import Image
 from skimage import data
 
+from bench.memory import peak_rss_mb, reset_peak_rss
 from data.transforms import build_transforms
-from lib.checkpoint import CheckpointError
+from lib import CheckpointError
 from lib.modules.conv import ConvBlock
-from utils.memory import peak_rss_mb, reset_peak_rss
-from utils.predictor import Predictor, PredictorError, select_device, to_uint8
+from utils.inference.predictor import Predictor, to_uint8
+from utils.runtime import DeviceError, select_device
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,12 +216,12 @@ def test_config_file_and_opts(tmp_path, config):
 
 def test_device_and_precision_errors(config):
     assert select_device("cpu") == torch.device("cpu")
-    with pytest.raises(PredictorError, match="unknown device"):
+    with pytest.raises(DeviceError, match="unknown device"):
         select_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(PredictorError, match="CUDA is not available"):
+        with pytest.raises(DeviceError, match="CUDA is not available"):
             select_device("cuda:0")
-    with pytest.raises(PredictorError, match="precision 'fp8'"):
+    with pytest.raises(DeviceError, match="precision 'fp8'"):
         Predictor.from_config(config, device="cpu", precision="fp8")
 
 
@@ -249,8 +250,8 @@ def test_bf16_precision_runs_under_autocast(config, predictor, photos):
         assert np.corrcoef(low.ravel(), full.ravel())[0, 1] > 0.9
 
 
-def test_bf16_on_a_cpu_without_bf16_units_says_so(config, monkeypatch, capsys):
+def test_bf16_on_a_cpu_without_bf16_units_says_so(config, monkeypatch, caplog):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     Predictor.from_config(config, device="cpu", precision="bf16")
-    assert "neither AVX512-BF16 nor AMX" in capsys.readouterr().err
+    assert "neither AVX512-BF16 nor AMX" in caplog.text

@@ -1,4 +1,4 @@
-"""utils.synthetic: layout, content, determinism and idempotence of the synthetic data set.
+"""data.synthetic: layout, content, determinism and idempotence of the synthetic data set.
 
 Expected values are the generator's documented contract (module docstring): the folder layout
 the tiny config reads, binary masks, sides in [0.75·size, 1.25·size], same seed -> same bytes.
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from data.dataset import SODDataset
-from utils.image_io import read_image, read_mask
-from utils.synthetic import MANIFEST, main, make_synthetic_dataset
+from data.synthetic import MANIFEST, main, make_synthetic_dataset
+from utils.io.images import read_image, read_mask
 
 
 def _files(root):

@@ -1,4 +1,4 @@
-"""What a run records: the per-step log (CSV, TensorBoard), debug pyramid tiles, console lines.
+"""What a run records: the per-step log (CSV, TensorBoard) and debug pyramid tiles.
 
 ``<checkpoint_dir>/train_log.csv`` has one row per optimiser step::
 
@@ -15,9 +15,7 @@ package is installed (``pip install tensorboard``); nothing changes when it is n
 from __future__ import annotations
 
 import csv
-import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,22 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
-from utils.image_io import write_png_atomic
+from utils.io.images import write_png_atomic
 
 LOG_NAME = "train_log.csv"
 COLUMNS = ("epoch", "step", "iteration", "loss", "lr_backbone", "lr_head")
-
-
-def console(message: str) -> None:
-    """Print a line to stdout above any tqdm progress bars (the scripts' ``log``)."""
-    tqdm.write(message, file=sys.stdout)
-
-
-def show_library_warnings() -> None:
-    """Library warnings (e.g. a skipped unreadable file) as one 'warning: ...' line on stderr."""
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
 
 
 def _tensorboard_writer(folder: Path):

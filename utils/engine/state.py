@@ -12,14 +12,13 @@ Both ``.pth`` files are written atomically (temporary file + rename), ``state.pt
 kill at any moment leaves the previous complete pair or the new one; ``state.pth`` carries its
 own copy of the weights, so resuming never mixes two checkpoints. The temporary file a kill
 leaves behind (hidden, ``.state.pth.<8 characters>.tmp``) is deleted by the next checkpoint
-write in that folder (``utils.image_io.remove_stale_temporaries``). Every entry is a tensor or a
+write in that folder (``utils.io.atomic.remove_stale_temporaries``). Every entry is a tensor or a
 plain Python value, so ``torch.load(..., weights_only=True)`` reads it: no pickled code.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib import save_checkpoint
-from lib.checkpoint import refusal_detail, save_atomic
-from utils.image_io import remove_stale_temporaries
+from lib import CheckpointError, unwrap_model
+from utils.io.atomic import remove_stale_temporaries
+from utils.io.checkpoint import load_torch_file, save_checkpoint, save_torch_atomic
 
 LATEST = "latest.pth"
 STATE = "state.pth"
@@ -78,10 +77,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def save_training_checkpoint(
     directory: str | os.PathLike, model: nn.Module, state: dict[str, Any]
 ) -> Path:
@@ -89,9 +84,9 @@ def save_training_checkpoint(
     latter's path. Both writes are atomic."""
     directory = Path(directory)
     remove_stale_temporaries(directory)  # what a killed earlier write left behind
-    weights = {key: value.detach().cpu() for key, value in _unwrapped(model).state_dict().items()}
-    save_atomic({"version": STATE_VERSION, **state, "model": weights}, directory / STATE)
-    save_checkpoint(_unwrapped(model), directory / LATEST)
+    weights = {key: value.detach().cpu() for key, value in unwrap_model(model).state_dict().items()}
+    save_torch_atomic({"version": STATE_VERSION, **state, "model": weights}, directory / STATE)
+    save_checkpoint(unwrap_model(model), directory / LATEST)
     return directory / LATEST
 
 
@@ -106,14 +101,9 @@ def load_training_state(directory: str | os.PathLike) -> dict[str, Any]:
             f"{path}: no training state to resume from (run without --resume to start afresh)"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise StateError(
-            f"{path}: refused: holds Python objects beyond tensors{refusal_detail(error)}"
-        ) from None
-    except Exception as error:  # damaged files raise many types; report one line
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StateError(f"{path}: not a readable training state (truncated?): {first}") from None
+        state = load_torch_file(path, "training state")
+    except CheckpointError as error:
+        raise StateError(str(error)) from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise StateError(f"{path}: not a training state written by this version of run/Train.py")
     return state

@@ -5,7 +5,7 @@
 
 Every entry is checked before anything is written: an absolute path, a ``..`` component, a
 symlink or hard link, or (tar) a device/FIFO entry refuses the whole archive with
-:class:`~utils.download_verify.VerifyError`. A damaged or truncated archive raises it as well.
+:class:`~utils.downloads.verify.VerifyError`. A damaged or truncated archive raises it as well.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from utils.download_verify import VerifyError
+from utils.downloads.verify import VerifyError
 
 IGNORED = {"__MACOSX"}  # resource forks added by macOS archivers
 # Folder names the SOD datasets use for images and masks; the first one found wins.

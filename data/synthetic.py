@@ -1,7 +1,7 @@
 """A small synthetic salient-object data set, for tests, the tiny config and smoke runs.
 
-    python -m utils.synthetic --root data/synthetic                 # 48 train + 16 test pairs
-    python -m utils.synthetic --root data/synthetic --train 200 --test 40 --size 160 --seed 1
+    python -m data.synthetic --root data/synthetic                 # 48 train + 16 test pairs
+    python -m data.synthetic --root data/synthetic --train 200 --test 40 --size 160 --seed 1
 
 Layout (what the tiny config reads)::
 
@@ -29,7 +29,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from utils.image_io import write_bytes_atomic, write_png_atomic
+from utils.io.atomic import write_bytes_atomic
+from utils.io.images import write_png_atomic
 
 TRAIN_SET = ("Train_Dataset", "Synth-TR")
 TEST_SET = ("Test_Dataset", "Synth-TE")

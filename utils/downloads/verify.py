@@ -1,7 +1,7 @@
 """Checks that an item is what it should be, and the ``.verified`` record kept beside it.
 
 * checkpoint: the published md5 when known, else a weights-only load that must give a dict of
-  tensors (``lib.checkpoint.read_state_dict``; a pickle that would run code is refused);
+  tensors (``lib.state_dict.read_state_dict``; a pickle that would run code is refused);
 * dataset: ``images/`` and ``masks/`` both hold image files;
 * maps: at least one ``<dataset>/`` folder of image files.
 
@@ -18,8 +18,9 @@ import os
 import time
 from pathlib import Path
 
-from utils.download_manifest import Item
-from utils.image_io import is_image_file, write_bytes_atomic
+from utils.io.atomic import write_bytes_atomic
+from utils.io.files import is_image_file
+from utils.manifest import Item
 
 MISSING = "missing"
 VERIFIED = "present, verified"
@@ -50,7 +51,8 @@ def check_md5(path: Path, expected: str) -> str:
 def check_checkpoint(path: Path) -> int:
     """Number of tensors of a weights-only loadable checkpoint; raises VerifyError otherwise."""
     # torch is imported here so that --help and --list stay fast.
-    from lib.checkpoint import CheckpointError, read_state_dict
+    from lib import CheckpointError
+    from utils.io.checkpoint import read_state_dict
 
     try:
         return len(read_state_dict(path))

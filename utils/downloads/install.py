@@ -27,10 +27,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.download_archive import find_dataset_folders, merge_tree, safe_extract, unwrap
-from utils.download_fetch import FetchError, fetch
-from utils.download_manifest import Item, Source
-from utils.download_verify import (
+from utils.downloads.archive import find_dataset_folders, merge_tree, safe_extract, unwrap
+from utils.downloads.fetch import FetchError, fetch
+from utils.downloads.verify import (
     UNVERIFIED,
     VERIFIED,
     VerifyError,
@@ -43,6 +42,7 @@ from utils.download_verify import (
     item_state,
     write_record,
 )
+from utils.manifest import Item, Source
 
 
 @dataclass(frozen=True)

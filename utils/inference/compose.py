@@ -18,7 +18,7 @@ white       img·m + [255, 255, 255]·(1 − m)
 blur        img·m + GaussianBlur(img, σ=15)·(1 − m) (cv2.GaussianBlur, kernel size from σ)
 overlay     img tinted half-way to [120, 255, 155] where m > 0.5, with the outline of that region
             (Canny edges of m > 0.5, thickened to 3 px) drawn in the tint colour
-<path>      a background image (any format ``utils.image_io.read_image`` reads), resized to
+<path>      a background image (any format ``utils.io.images.read_image`` reads), resized to
             the image (bilinear): img·m + background·(1 − m)
 ==========  =====================================================================================
 
@@ -35,7 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.image_io import ImageReadError, is_image_file, read_image
+from utils.io.files import is_image_file
+from utils.io.images import ImageReadError, read_image
 
 GREEN = (120, 255, 155)
 WHITE = (255, 255, 255)

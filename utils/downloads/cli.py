@@ -1,5 +1,5 @@
 """Download, verify and put in place the datasets, backbone weights, model-zoo checkpoints and
-pre-computed maps listed in ``utils/downloads.yaml``. ``install.sh`` is a thin wrapper over this.
+pre-computed maps listed in ``data/downloads.yaml``. ``install.sh`` is a thin wrapper over this.
 
     bash install.sh --list                   # every item: state (missing / verified / unverified)
     bash install.sh                          # asks yes/no per default group (no terminal: no)
@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from utils.download_manifest import Item, Manifest
+    from utils.manifest import Item, Manifest
 
-if __package__ in (None, ""):  # run as a file by install.sh: import `utils` from the repo root
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root (as utils.io.files.REPO_ROOT, not imported: --help must work before the
+# environment exists, and this module may import nothing outside the standard library at the top).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EPILOG = """\
 groups and items:
@@ -91,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--manifest",
-        default=str(REPO_ROOT / "utils" / "downloads.yaml"),
+        default=str(REPO_ROOT / "data" / "downloads.yaml"),
         metavar="PATH",
-        help="manifest to read (default: utils/downloads.yaml)",
+        help="manifest to read (default: data/downloads.yaml)",
     )
     parser.add_argument(
         "--url",
@@ -122,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # Imported here so that --help works before the environment exists.
-        from utils.download_install import install_item
-        from utils.download_manifest import ManifestError, load_manifest
+        from utils.downloads.install import install_item
+        from utils.manifest import ManifestError, load_manifest
     except ImportError as error:
         print(
             f"install.sh: the Python package {error.name!r} is missing: run "
@@ -182,7 +181,7 @@ def choose_groups(
     manifest: Manifest, root: Path, yes: bool, ask_user: Callable[[str], bool]
 ) -> list[Item]:
     """Items of the default groups the user accepts (all with ``yes``); complete groups skipped."""
-    from utils.download_verify import VERIFIED, item_state
+    from utils.downloads.verify import VERIFIED, item_state
 
     chosen = []
     for group in manifest.groups:
@@ -206,7 +205,7 @@ def choose_groups(
 
 def print_listing(manifest: Manifest, items: list[Item], root: Path) -> None:
     """One line per item: name, group, state, size (actual, ~published, or ?), destination."""
-    from utils.download_verify import MISSING, item_state, read_record
+    from utils.downloads.verify import MISSING, item_state, read_record
 
     print(f"install root: {root}")
     print(f"{'ITEM':<28} {'GROUP':<16} {'STATE':<21} {'SIZE':>10}  DESTINATION")

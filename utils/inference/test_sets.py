@@ -1,37 +1,36 @@
 """Write the predicted maps of the test sets (architecture §16.3): run/Test.py and Expr.py use it.
 
-    predictor = Predictor.from_config(cfg)                       # utils.predictor
+    predictor = Predictor.from_config(cfg)                       # utils.inference.predictor
     reports = write_test_predictions(cfg["Test"], cfg["Eval"]["pred_root"], predictor)
 
 For each set of ``Test.Dataset.sets`` the pairs are listed by the test dataset class (so, as in
 the reference, every image needs its mask; pairs whose sizes differ are dropped with a warning)
 and ``<pred_root>/<set>/<image stem>.png`` is written for every image: the Predictor's map at
 the image's original size, as floor(m·255). Maps already on disk are kept unless ``overwrite``;
-since every PNG is written atomically (utils.image_io), a map that exists is complete, so an
+since every PNG is written atomically (utils.io.images), a map that exists is complete, so an
 interrupted run resumes by running it again (and deletes the temporary files a kill left in
 ``<pred_root>/<set>/``). An image that cannot be decoded is reported by
-name and skipped. Decoding and the test transforms of the next image run in a thread while the
-network works on the current one.
+name and skipped. The maps go through the pipeline Inference uses (utils.inference.pipeline,
+output type ``map``): decoding and the test transforms of the next images run in a thread while
+the network works on the current one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from data import build_dataset
-from utils.compose import to_uint8
-from utils.image_io import (
-    ImageReadError,
-    read_image,
-    remove_stale_temporaries,
-    write_png_atomic,
-)
-from utils.predictor import Predictor, Prepared
+from data.sources import ImageMedia
+from utils.inference.compose import parse_output_type
+from utils.inference.outputs import Job
+from utils.inference.pipeline import Runner, Settings
+from utils.inference.predictor import Predictor
+from utils.io.atomic import remove_stale_temporaries
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,26 +55,6 @@ class SetReport:
         return f"[{self.name}] {self.total} images: " + ", ".join(parts)
 
 
-def _prepared(
-    predictor: Predictor, pending: list[Path]
-) -> Iterator[tuple[Path, Prepared | ImageReadError]]:
-    """(image path, prepared input or its read error), decoded one image ahead in a thread."""
-
-    def load(path: Path) -> Prepared | ImageReadError:
-        try:
-            return predictor.prepare(read_image(path))
-        except ImageReadError as error:
-            return error
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(load, pending[0]) if pending else None
-        for index, path in enumerate(pending):
-            current = ahead
-            if index + 1 < len(pending):  # start the next decode before waiting for this one
-                ahead = pool.submit(load, pending[index + 1])
-            yield path, current.result()
-
-
 def write_set(
     test_cfg: Mapping,
     name: str,
@@ -84,7 +63,6 @@ def write_set(
     *,
     overwrite: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
 ) -> SetReport:
     """Write the maps of one test set into ``out_dir``; see the module docstring."""
     report = SetReport(name)
@@ -97,20 +75,17 @@ def write_set(
     report.failed += dataset.failures
     report.total = len(dataset) + len(dataset.failures)
     remove_stale_temporaries(out_dir)
-    targets = {pair.image: out_dir / f"{pair.name}.png" for pair in dataset.samples}
-    pending = [image for image, target in targets.items() if overwrite or not target.is_file()]
-    report.existing = len(targets) - len(pending)
-    bar = tqdm(total=len(targets), initial=report.existing, desc=name, disable=not progress)
-    for image, prepared in _prepared(predictor, pending):
-        if isinstance(prepared, ImageReadError):
-            report.failed.append(str(prepared))
-            log(f"warning: skipped {prepared}")
-        else:
-            saliency = predictor.predict_prepared([prepared])[0]
-            write_png_atomic(targets[image], to_uint8(saliency))
-            report.written += 1
-        bar.update()
-    bar.close()
+    jobs = [Job(ImageMedia(pair.image), out_dir / f"{pair.name}.png") for pair in dataset.samples]
+    pending = [job for job in jobs if not job.already_done(overwrite)]
+    report.existing = len(jobs) - len(pending)
+
+    def skipped(job: Job, message: str) -> None:
+        report.failed.append(message)
+        logger.warning("skipped %s", message)
+
+    settings = Settings(parse_output_type("map"), overwrite=overwrite, progress=progress)
+    runner = Runner(predictor, settings, on_failure=skipped)
+    report.written, _ = runner.run(pending, desc=name, done_before=report.existing)
     return report
 
 
@@ -131,7 +106,6 @@ def write_test_predictions(
     *,
     overwrite: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = print,
 ) -> list[SetReport]:
     """:func:`write_set` for every set of ``test_cfg["Dataset"]["sets"]`` into
     ``<pred_root>/<set>/``; logs one summary line per set and returns the reports."""
@@ -139,8 +113,8 @@ def write_test_predictions(
     for name in test_cfg["Dataset"]["sets"]:
         out_dir = Path(pred_root) / name
         report = write_set(
-            test_cfg, name, out_dir, predictor, overwrite=overwrite, progress=progress, log=log
+            test_cfg, name, out_dir, predictor, overwrite=overwrite, progress=progress
         )
-        log(report.summary() + ("" if report.error else f" -> {out_dir}"))
+        logger.info(report.summary() + ("" if report.error else f" -> {out_dir}"))
         reports.append(report)
     return reports

@@ -1,10 +1,10 @@
-"""The download manifest (``utils/downloads.yaml``): groups and items, read and checked.
+"""The download manifest (``data/downloads.yaml``): groups and items, read and checked.
 
 An item names one thing to fetch: a dataset archive, a checkpoint file, a folder of
 pre-computed maps or a bundle archive, where it goes (relative to the install root) and the URLs
 to try in order (each optionally with its published md5)::
 
-    manifest = load_manifest()                       # utils/downloads.yaml
+    manifest = load_manifest()                       # data/downloads.yaml
     manifest = manifest.with_urls({"DUTS-TE": "/home/me/Downloads/DUTS-TE.zip"})
     items = manifest.select(["test", "SwinB"])       # group and item names, case-insensitive
 
@@ -20,7 +20,9 @@ from urllib.parse import urlparse
 
 import yaml
 
-DEFAULT_MANIFEST = Path(__file__).resolve().with_name("downloads.yaml")
+from utils.io.files import REPO_ROOT
+
+DEFAULT_MANIFEST = REPO_ROOT / "data" / "downloads.yaml"
 KINDS = ("dataset", "checkpoint", "maps", "bundle")
 ITEM_KEYS = {"name", "group", "kind", "dest", "sources", "approx_mb", "note"}
 GROUP_KEYS = {"name", "default", "help"}
@@ -209,3 +211,16 @@ def _source(at: str, raw) -> Source:
     if urlparse(raw["url"]).scheme not in ("http", "https", "file"):
         raise ManifestError(f"{at}: {raw['url']!r} is not an http(s) or file URL")
     return Source(raw["url"], md5)
+
+
+def install_item_for(path: str | Path, manifest: str | Path = DEFAULT_MANIFEST) -> str | None:
+    """The name of the manifest item that installs ``path`` (under the repository root), or
+    None when no item does or the manifest cannot be read."""
+    try:
+        wanted = Path(path).resolve()
+        for item in load_manifest(manifest).items:
+            if item.destination(REPO_ROOT).resolve() == wanted:
+                return item.name
+    except (OSError, ValueError):  # no manifest, or a broken one: no hint
+        pass
+    return None

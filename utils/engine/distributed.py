@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from utils.predictor import select_device as predictor_device
+from utils.runtime import select_device
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,6 @@ class DistInfo:
 def launched_by_torchrun() -> bool:
     """True when ``torchrun`` (or ``python -m torch.distributed.run``) started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def select_device(name: str | None = None, local_rank: int = 0) -> torch.device:
-    """The device of this process: ``name`` as ``utils.predictor.select_device`` reads it
-    ('cpu', 'cuda', 'cuda:1', 'mps'; None: the best available), except that under torchrun a
-    plain 'cuda' (or None on a CUDA machine) means GPU ``LOCAL_RANK``."""
-    if launched_by_torchrun() and torch.cuda.is_available() and name in (None, "auto", "cuda"):
-        name = f"cuda:{local_rank}"
-    return predictor_device(name)
-
-
-def disable_tf32() -> None:
-    """Plain float32 matmuls and convolutions on CUDA (architecture §11: TF32 off)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
 
 
 def init_distributed(device: str | None = None) -> DistInfo:

@@ -41,15 +41,14 @@ small CPU, see README "Performance").
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
+import logging
 import os
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,98 +59,28 @@ from PIL import Image
 from torch import Tensor, nn
 
 from data.transforms import build_transforms
-from lib import PatchMergeInference, build_model, load_checkpoint
-from lib.checkpoint import CheckpointError
+from lib import PatchMergeInference
 from lib.inference_opt import optimize_for_inference
 from lib.model import normalize_prediction
-from utils.compose import to_uint8
 from utils.config import SCHEMA, load_config
-from utils.image_io import write_bytes_atomic
+from utils.inference.compose import to_uint8
+from utils.io.atomic import write_bytes_atomic
+from utils.io.checkpoint import load_model
+from utils.runtime import (
+    autocast,
+    check_precision,
+    cpu_has_fast_bf16,
+    disable_tf32,
+    select_device,
+)
 
-__all__ = [
-    "Prepared",
-    "Predictor",
-    "PredictorError",
-    "add_speed_arguments",
-    "cpu_has_fast_bf16",
-    "select_device",
-    "speed_options",
-    "to_uint8",
-]
+__all__ = ["Prepared", "Predictor", "PredictorError", "to_uint8"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_ANNOUNCED: set[str] = set()
+logger = logging.getLogger(__name__)
 
 
 class PredictorError(ValueError):
     """A setup problem (device, config, precision); ``str()`` is one line saying what to do."""
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def select_device(name: str | None = None) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N``, ``mps``, or None/``auto`` (cuda, else mps, else cpu).
-
-    Raises PredictorError when the requested device is not available here. The chosen device
-    is said once per process on stderr.
-    """
-    text = (name or "auto").strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            text = "cuda"
-        elif torch.backends.mps.is_available():
-            text = "mps"
-        else:
-            text = "cpu"
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise PredictorError(
-            f"--device {name}: unknown device (use cpu, cuda, cuda:N or mps)"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PredictorError(
-                f"--device {name}: CUDA is not available here (no GPU, or torch "
-                f"{torch.__version__} was built without CUDA); use --device cpu"
-            )
-        index = 0 if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise PredictorError(
-                f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices"
-            )
-        device = torch.device("cuda", index)
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise PredictorError(f"--device {name}: Apple MPS is not available here")
-    elif device.type != "cpu":
-        raise PredictorError(f"--device {name}: unsupported device (use cpu, cuda, cuda:N or mps)")
-    label = str(device)
-    if label not in _ANNOUNCED:
-        _ANNOUNCED.add(label)
-        detail = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-        _say(f"device: {label}{detail}")
-    return device
-
-
-def _install_hint(path: Path) -> str:
-    """``bash install.sh --only <item>`` when the manifest installs ``path``, else advice."""
-    try:
-        from utils.download_manifest import load_manifest
-
-        wanted = path.resolve()
-        for item in load_manifest().items:
-            if item.kind == "checkpoint" and item.destination(REPO_ROOT).resolve() == wanted:
-                return f"fetch it with `bash install.sh --only {item.name}`"
-    except (OSError, ValueError):  # no manifest: the generic advice below
-        pass
-    return (
-        "train it (run/Train.py), fetch a published one (`bash install.sh --list`), "
-        "or give another with --ckpt PATH"
-    )
 
 
 def _section(config: Mapping, *keys: str):
@@ -218,8 +147,7 @@ class Predictor:
         optimize: bool = True,
         compile: bool = False,
     ):
-        if precision not in PRECISIONS:
-            raise PredictorError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        check_precision(precision)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.optimized = optimize
@@ -229,12 +157,14 @@ class Predictor:
         self.transforms = transforms if callable(transforms) else build_transforms(transforms)
         self.precision = precision
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
-            _say("note: this CPU has neither AVX512-BF16 nor AMX: bf16 runs slower than fp32 here")
+            logger.warning(
+                "this CPU has neither AVX512-BF16 nor AMX: bf16 runs slower than fp32 here"
+            )
         if precision == "fp16" and self.device.type == "cpu":
-            _say("note: fp16 is meant for GPUs; on a CPU use bf16 (or fp32)")
+            logger.warning("fp16 is meant for GPUs; on a CPU use bf16 (or fp32)")
         self.pm = None if pm is None else PatchMergeInference(self.model, *pm, pm_batch_size)
         if jit and self.pm is not None:
-            _say("note: --jit is not used with --PM (patch merging runs the eager model)")
+            logger.info("note: --jit is not used with --PM (patch merging runs the eager model)")
         self.jit = jit and self.pm is None
         self.ckpt_path = None if ckpt_path is None else Path(ckpt_path)
         self._model_config = dict(model_config or {})
@@ -281,8 +211,6 @@ class Predictor:
                 )
             ckpt = Path(folder) / "latest.pth"
         ckpt = Path(ckpt)
-        if not ckpt.is_file():
-            raise CheckpointError(f"{ckpt}: checkpoint not found; {_install_hint(ckpt)}")
         if precision is None:
             precision = model_cfg.get("precision", SCHEMA["Model"]["precision"].default)
         pm_cfg = dict(model_cfg.get("PM") or {})
@@ -290,12 +218,9 @@ class Predictor:
             int(pm_cfg.get("patch_size", SCHEMA["Model"]["PM"]["patch_size"].default)),
             int(pm_cfg.get("stride", SCHEMA["Model"]["PM"]["stride"].default)),
         )
-        torch.backends.cuda.matmul.allow_tf32 = False  # spec §11: float32 throughout
-        torch.backends.cudnn.allow_tf32 = False
+        disable_tf32()  # spec §11: float32 throughout
         device = select_device(None if device is None else str(device))
-        # The checkpoint holds the whole network: the backbone's ImageNet weights are not needed.
-        model = build_model({**model_cfg, "pretrained": False})
-        load_checkpoint(model, ckpt)
+        model = load_model(model_cfg, ckpt)  # the whole network: no ImageNet weights needed
         return cls(
             model,
             transforms,
@@ -361,15 +286,9 @@ class Predictor:
         pred = F.interpolate(pred, size=shape, mode="bilinear", align_corners=True)
         return pred[0, 0].cpu().numpy().astype(np.float32, copy=False)
 
-    def _autocast(self):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     def _logits(self, image: Tensor, image_resized: Tensor | None) -> Tensor:
         """Finest saliency logits (B, 1, h, w) of a batch."""
-        with self._autocast():
+        with autocast(self.device, self.precision):
             if self.pm is not None:
                 return self.pm({"image": image})["saliency"][-1]
             if self.jit:
@@ -413,7 +332,9 @@ class Predictor:
                 with _quiet_jit():
                     traced = torch.jit.load(str(path), map_location=self.device)
             except (RuntimeError, OSError) as error:  # damaged or from another torch: retrace
-                _say(f"note: {path}: cannot load the cached trace ({error}), tracing again")
+                logger.info(
+                    "note: %s: cannot load the cached trace (%s), tracing again", path, error
+                )
         if traced is None:
             traced = self._trace(image, image_resized)
             if path is not None:
@@ -423,7 +344,9 @@ class Predictor:
                         torch.jit.save(traced, buffer)
                     write_bytes_atomic(path, buffer.getvalue())
                 except OSError as error:
-                    _say(f"note: cannot cache the trace at {path} ({error}); kept in memory")
+                    logger.info(
+                        "note: cannot cache the trace at %s (%s); kept in memory", path, error
+                    )
         self._traced[name] = traced
         return traced
 
@@ -432,47 +355,6 @@ class Predictor:
         with torch.inference_mode(False), torch.no_grad(), _quiet_jit():
             inputs = tuple(t.clone() for t in _inputs(image, image_resized))
             return torch.jit.trace(_Logits(self.model), inputs, check_trace=False)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX tiles).
-
-    torch exposes the checks only as private functions of ``torch.cpu``; without them we
-    assume the answer is yes (the note it guards is advice, not an error)."""
-    checks = [
-        getattr(torch.cpu, name, None)
-        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    ]
-    checks = [check for check in checks if check is not None]
-    return not checks or any(check() for check in checks)
-
-
-def add_speed_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--precision``, ``--no-optimize`` and ``--compile`` for the scripts that predict."""
-    parser.add_argument(
-        "--precision",
-        choices=sorted(PRECISIONS),
-        help="network precision (default: the config's Model.precision, fp32); bf16 on CPUs with "
-        "AVX512-BF16/AMX and on GPUs, fp16 on GPUs",
-    )
-    parser.add_argument(
-        "--no-optimize",
-        action="store_true",
-        help="run the plain model (no BatchNorm folding or channels-last)",
-    )
-    parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the network (slow first image)"
-    )
-    return parser
-
-
-def speed_options(args: argparse.Namespace) -> dict:
-    """The :meth:`Predictor.from_config` keywords of :func:`add_speed_arguments`' flags."""
-    return {
-        "precision": args.precision,
-        "optimize": not args.no_optimize,
-        "compile": args.compile,
-    }
 
 
 @contextmanager

@@ -19,10 +19,7 @@ Rules (documented in README, "What happens when things go wrong"):
 * A file larger than ``MAX_PIXELS`` is refused from its header, before it is decoded, with a
   clear message (decompression bombs).
 * Paths may hold any unicode characters and spaces.
-* Writes are atomic (:func:`write_bytes_atomic`): a temporary ``.<name>.<8 characters>.tmp`` in
-  the target's folder, renamed over the target. A killed write leaves that hidden file behind;
-  :func:`remove_stale_temporaries` deletes such leftovers (the scripts call it on the folders
-  they write to) and the readers never list hidden files.
+* PNGs are written atomically (:mod:`utils.io.atomic`).
 
 Every failure raises :class:`ImageReadError`, whose message names the file and the problem on
 one line, so callers can report it and go on with the rest of a batch.
@@ -31,11 +28,7 @@ one line, so callers can report it and go on with the rest of a batch.
 from __future__ import annotations
 
 import os
-import re
-import stat
-import tempfile
 import threading
-import time
 import warnings
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -44,7 +37,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from utils.io.atomic import write_bytes_atomic
+
 # 400 Mpx (1.2 GB as 8-bit RGB): far above any SOD data set image (UHRSD/DIS are <= ~25 Mpx) and
 # 100+ Mpx camera photos, small enough that one decode cannot exhaust a usual machine. Pillow's
 # own default (89 Mpx warning) would refuse genuine large photos. Raise it here for larger files.
@@ -74,12 +68,6 @@ _PNG_EXIF_KEYWORDS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
 _MASK_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 # Pillow's bomb limit is a process-wide global: set and restore it under a lock.
 _PIL_LIMIT_LOCK = threading.Lock()
-# The temporary files of write_bytes_atomic (tempfile.mkstemp: 8 random characters) and of
-# lib.checkpoint.save_atomic, which names them the same way.
-_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-# A write keeps touching its temporary file: one untouched this long belongs to no running write,
-# so remove_stale_temporaries may delete it.
-STALE_AFTER_S = 60.0
 
 
 class ImageReadError(ValueError):
@@ -89,11 +77,6 @@ class ImageReadError(ValueError):
         self.path = str(path)
         self.problem = " ".join(str(problem).split())  # one line, whatever the decoder said
         super().__init__(f"{self.path}: {self.problem}")
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    """True when the file name has a supported image extension (any case)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _open_header(path: str | os.PathLike) -> Image.Image:
@@ -111,7 +94,7 @@ def _open_header(path: str | os.PathLike) -> Image.Image:
             raise ImageReadError(
                 path,
                 f"image has more than {limit / 1e6:.0f} Mpx, refused as a possible decompression "
-                "bomb (raise utils.image_io.MAX_PIXELS if the file is genuine)",
+                "bomb (raise utils.io.images.MAX_PIXELS if the file is genuine)",
             ) from None
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageReadError(path, f"cannot decode image ({error})") from None
@@ -298,54 +281,3 @@ def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     write_bytes_atomic(path, encoded.tobytes())
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (no partial files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; follow the umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temporaries(
-    folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S
-) -> list[Path]:
-    """Delete the temporary files that killed atomic writes left in ``folder`` (not its
-    sub-folders) and return their paths.
-
-    Only regular files named like ours (``.<name>.<8 characters>.tmp``) and untouched for
-    ``older_than_s`` seconds go: a younger one may belong to a run writing there right now.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    now = time.time()
-    removed = []
-    for path in folder.iterdir():
-        if not _TEMPORARY_NAME.fullmatch(path.name):
-            continue
-        try:
-            info = path.lstat()
-            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s:
-                continue
-            path.unlink()
-        except OSError:  # removed meanwhile, or not ours to remove: leave it
-            continue
-        removed.append(path)
-    return removed
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

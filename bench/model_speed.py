@@ -1,7 +1,7 @@
-"""Measure a config's model, and the timing tools the ``bench/`` scripts share.
+"""Measure a config's model: parameters, FLOPs, latency and throughput per size, batch, precision.
 
-    python -m utils.benchmark --config configs/InSPyReNet_SwinB.yaml
-    python -m utils.benchmark --config configs/InSPyReNet_Res2Net50.yaml --sizes 384 512 \\
+    python -m bench.model_speed --config configs/InSPyReNet_SwinB.yaml
+    python -m bench.model_speed --config configs/InSPyReNet_Res2Net50.yaml --sizes 384 512 \\
         --batch-sizes 1 4 --precisions fp32 bf16 --device cpu
 
 For every (input size, batch size, precision) it prints the parameters, the FLOPs of one forward
@@ -11,14 +11,9 @@ fraction of a large matmul's rate in the same precision measured in the same run
 random unless ``--ckpt`` is given (speed does not depend on their values). The model is run as
 the predictor runs it (:func:`lib.inference_opt.optimize_for_inference`: BatchNorm folded,
 channels-last; ``--eager-reference`` for the plain model) with the malloc tuning of
-:mod:`utils.malloc_tuning`; ``--compile`` adds ``torch.compile``.
+:mod:`utils.runtime`; ``--compile`` adds ``torch.compile``.
 
-Noise: the machines this runs on are shared and sometimes slow down several times for seconds
-to minutes without any sign. Every timed sample is bracketed by :func:`matmul_probe` (four
-1024³ float32 matmuls); a :class:`QuietGate` waits for the probe to come back to the best speed
-seen and drops samples whose probes are slower than that by more than ``slack``. Comparisons
-(:func:`time_alternating`) alternate the contenders A B B A ... and report the median of the
-pairwise ratios (:func:`pairwise_ratio`); bench scripts end with :func:`result_line`.
+Timing follows bench.timing (speed-probe gated samples).
 """
 
 from __future__ import annotations
@@ -27,163 +22,16 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = [
-    "PRECISIONS",
-    "QuietGate",
-    "Sample",
-    "count_flops",
-    "count_parameters",
-    "matmul_gflops",
-    "matmul_probe",
-    "pairwise_ratio",
-    "result_line",
-    "time_alternating",
-]
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# -- machine speed ----------------------------------------------------------------------------
-def matmul_probe(size: int = 1024, repeats: int = 4) -> float:
-    """Seconds for ``repeats`` float32 ``size``³ matmuls: how fast the machine is right now."""
-    a = torch.rand(size, size)
-    b = torch.rand(size, size)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return time.perf_counter() - start
-
-
-def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of a ``size``³ CPU matmul in ``dtype`` over ``repeats`` runs."""
-    a = torch.rand(size, size).to(dtype)
-    b = torch.rand(size, size).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-@dataclass
-class QuietGate:
-    """Decides whether the machine ran at full speed around a timed sample.
-
-    ``slack``: a sample counts when both its probes are within this fraction of the best probe
-    seen. ``max_wait``: seconds :meth:`wait` may spend waiting for a quiet machine.
-    """
-
-    slack: float = 0.3
-    max_wait: float = 60.0
-    best: float = field(default=float("inf"))
-
-    def calibrate(self, probes: int = 5) -> float:
-        """Probe a few times and remember the best; returns it."""
-        for _ in range(probes):
-            self.record(matmul_probe())
-        return self.best
-
-    def record(self, seconds: float) -> float:
-        self.best = min(self.best, seconds)
-        return seconds
-
-    def wait(self) -> float:
-        """Probe until the machine is quiet (or ``max_wait`` passed); returns the last probe."""
-        deadline = time.monotonic() + self.max_wait
-        while True:
-            seconds = self.record(matmul_probe())
-            if self.is_quiet(seconds) or time.monotonic() > deadline:
-                return seconds
-            time.sleep(1.0)
-
-    def is_quiet(self, *probes: float) -> bool:
-        return max(probes) <= self.best * (1 + self.slack)
-
-
-@dataclass
-class Sample:
-    """One timed run: its seconds and the probes taken just before and after it."""
-
-    seconds: float
-    probe_before: float
-    probe_after: float
-
-
-def time_alternating(
-    runners: Mapping[str, Callable[[], float]],
-    rounds: int,
-    gate: QuietGate,
-    log: Callable[[str], None] = print,
-) -> dict[str, list[Sample]]:
-    """Run each of ``runners`` once per round, order reversed every other round (A B, B A, ...).
-
-    A runner returns the seconds it measured (so that it can exclude its own set-up, or run in
-    another process). Each run waits for :meth:`QuietGate.wait` and is followed by a probe.
-    """
-    names = list(runners)
-    samples: dict[str, list[Sample]] = {name: [] for name in names}
-    for index in range(rounds):
-        for name in names if index % 2 == 0 else names[::-1]:
-            before = gate.wait()
-            seconds = runners[name]()
-            after = gate.record(matmul_probe())
-            samples[name].append(Sample(seconds, before, after))
-            log(
-                f"round {index} {name}: {seconds:.3f} s "
-                f"(probes {before * 1e3:.0f}/{after * 1e3:.0f} ms)"
-            )
-    return samples
-
-
-@dataclass
-class Comparison:
-    """Medians of a comparison and the median of its per-round ratios ``peer / ours``."""
-
-    ours: float
-    peer: float
-    ratio: float
-    rounds_kept: int
-    rounds: int
-
-    @property
-    def noisy(self) -> bool:
-        return self.rounds_kept == 0
-
-
-def pairwise_ratio(
-    samples: Mapping[str, Sequence[Sample]], gate: QuietGate, ours: str = "ours", peer: str = "peer"
-) -> Comparison:
-    """Per round, ``peer`` seconds / ``ours`` seconds; medians over the rounds where all four
-    probes were quiet (over every round, flagged ``noisy``, when none was)."""
-    pairs = list(zip(samples[ours], samples[peer], strict=True))
-    quiet = [
-        (a, b)
-        for a, b in pairs
-        if gate.is_quiet(a.probe_before, a.probe_after, b.probe_before, b.probe_after)
-    ]
-    kept = quiet or pairs
-    return Comparison(
-        ours=statistics.median(a.seconds for a, _ in kept),
-        peer=statistics.median(b.seconds for _, b in kept),
-        ratio=statistics.median(b.seconds / a.seconds for a, b in kept),
-        rounds_kept=len(quiet),
-        rounds=len(pairs),
-    )
-
-
-def result_line(name: str, ours: float, peer: float, ratio: float) -> str:
-    """The line every benchmark ends with, for collecting results."""
-    return f"RESULT {name} ours={ours:.4g} peer={peer:.4g} ratio={ratio:.3g}"
+from bench.timing import QuietGate, Sample, matmul_gflops, matmul_probe
+from utils.runtime import PRECISIONS, select_device
 
 
 # -- model measurements -----------------------------------------------------------------------
@@ -263,15 +111,13 @@ def time_model(
 
 # -- command line -----------------------------------------------------------------------------
 def _build(args: argparse.Namespace) -> tuple[nn.Module, torch.device]:
-    from lib import build_model, load_checkpoint
+    from lib import build_model
     from lib.inference_opt import optimize_for_inference
     from utils.config import load_config
-    from utils.predictor import select_device
+    from utils.io.checkpoint import load_model
 
     config = load_config(args.config, args.opts, require=("Model",))
-    model = build_model({**config["Model"], "pretrained": False})
-    if args.ckpt:
-        load_checkpoint(model, args.ckpt)
+    model = load_model(config["Model"], args.ckpt) if args.ckpt else build_model(config["Model"])
     device = select_device(args.device)
     model = model.to(device).eval()
     if not args.eager_reference:
@@ -287,10 +133,10 @@ def _forward_fn(model: nn.Module, compile_model: bool) -> Callable[[torch.Tensor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from utils.malloc_tuning import tune_malloc
+    from utils.runtime import tune_malloc
 
     parser = argparse.ArgumentParser(
-        prog="python -m utils.benchmark", description=__doc__.split("\n\n")[0]
+        prog="python -m bench.model_speed", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--config", required=True, help="YAML config (its Model section)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE")

@@ -1,0 +1,1 @@
+"""Benchmarks against the peers and the shared timing tools (bench.timing)."""

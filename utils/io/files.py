@@ -1,0 +1,50 @@
+"""File listing helpers shared by datasets, sources and evaluation: one natural sort, one rule
+for which files are images, one rule for turning a name into a safe path component."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+# The repository's root folder (utils/io/files.py is two levels below it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key comparing digit runs as integers and text lowercased ('img2' < 'img10').
+
+    Any Unicode name works: digit runs are what ``\\d`` matches (decimal digits, which ``int``
+    reads), so characters such as '²' stay text, and numbers and text never meet in a
+    comparison (each part is a tuple tagged by its kind).
+    """
+    parts = _DIGITS.split(name)
+    return tuple(
+        (0, int(part), "") if index % 2 else (1, 0, part.lower())
+        for index, part in enumerate(parts)
+        if part
+    )
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when the file name has a supported image extension (any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files of ``folder`` (supported extensions, any case; hidden files skipped),
+    natural-sorted."""
+    files = [
+        path
+        for path in Path(folder).iterdir()
+        if path.is_file() and not path.name.startswith(".") and is_image_file(path)
+    ]
+    return sorted(files, key=lambda path: natural_key(path.name))
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one harmless path component: no separators, never '', '.', '..' or hidden."""
+    clean = "".join("_" if c in "/\\\0" or ord(c) < 32 else c for c in name)
+    return "_" + clean if clean.startswith(".") or not clean else clean
