@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
+from utils.cli import EXIT_SETUP, exit_on_error, run_cli
 from utils.io.atomic import write_bytes_atomic
 from utils.io.images import write_png_atomic
 
+logger = logging.getLogger(__name__)
 TRAIN_SET = ("Train_Dataset", "Synth-TR")
 TEST_SET = ("Test_Dataset", "Synth-TE")
 MANIFEST = "synthetic.json"
@@ -189,25 +193,27 @@ def make_synthetic_dataset(
     return SyntheticDataset(root / TRAIN_SET[0], root / TEST_SET[0], written)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: see the module docstring."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring; returns the exit status."""
     parser = argparse.ArgumentParser(description="Write a small synthetic SOD data set.")
     parser.add_argument("--root", default="data/synthetic", help="output folder")
     parser.add_argument("--train", type=int, default=48, help="training pairs (Synth-TR)")
     parser.add_argument("--test", type=int, default=16, help="test pairs (Synth-TE)")
     parser.add_argument("--size", type=int, default=128, help="nominal side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    args = parser.parse_args(argv)
-    try:
+    return run_cli(_run, parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    with exit_on_error(EXIT_SETUP):
         result = make_synthetic_dataset(args.root, args.train, args.test, args.size, args.seed)
-    except ValueError as error:
-        parser.error(str(error))
     state = f"wrote {result.written} files" if result.written else "already complete"
-    print(
+    logger.info(
         f"{args.root}: {state}; train {result.train_root}/{TRAIN_SET[1]} ({args.train} pairs), "
         f"test {result.test_root}/{TEST_SET[1]} ({args.test} pairs)"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -64,8 +64,16 @@ def exit_on_error(
         raise ScriptError(code, str(error) or type(error).__name__) from None
 
 
+# Loggers whose INFO lines are shown: the project's own (and a script run as __main__); other
+# libraries show only their warnings and errors.
+OWN_LOGGERS = ("lib", "utils", "data", "run", "bench", "Expr", "__main__")
+
+
 class _ConsoleHandler(logging.Handler):
     """INFO as plain lines on stdout, WARNING and above prefixed on stderr, above tqdm bars."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in OWN_LOGGERS
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -111,7 +111,8 @@ def test_sigterm_mid_epoch_then_resume_gives_the_same_weights(
     assert (state["epoch"], state["step"]) == (1, 1)
 
     assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0
-    assert "resuming" in capsys.readouterr().out
+    # The resume message names the point exactly as the interruption did.
+    assert f"resuming {ckpt} from epoch 2, step 1" in capsys.readouterr().out
     assert_same_weights(weights(ckpt), weights(reference))
     assert read_log(ckpt / "train_log.csv") == read_log(reference / "train_log.csv")
 

@@ -28,7 +28,7 @@ from utils.downloads.archive import find_dataset_folders, safe_extract
 from utils.downloads.cli import choose_groups, main
 from utils.downloads.fetch import drive_file_id, is_drive_url
 from utils.downloads.verify import VerifyError, file_md5
-from utils.manifest import ManifestError, load_manifest
+from utils.io.manifest import ManifestError, load_manifest
 
 STEMS = ["0001", "0002", "img10"]
 SET_DEST = "data/RGB_Dataset/Test_Dataset/Foo-TE"
@@ -552,7 +552,7 @@ def test_manifest_errors_name_the_entry(tmp_path):
 def test_real_manifest_matches_the_published_download_list(shared_dir):
     from lib.registry import MODELS
     from utils.io.checkpoint import BACKBONE_DIR, BACKBONE_WEIGHTS
-    from utils.manifest import install_item_for
+    from utils.io.manifest import install_item_for
 
     manifest = load_manifest()
     items = {item.name: item for item in manifest.items}

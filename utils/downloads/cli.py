@@ -18,18 +18,22 @@ has printed the URL to fetch by hand and where to put it), 2 for a usage or mani
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from utils.cli import EXIT_ERROR, EXIT_SETUP, ScriptError, run_cli
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from utils.manifest import Item, Manifest
+    from utils.io.manifest import Item, Manifest
 
 # The repository root (as utils.io.files.REPO_ROOT, not imported: --help must work before the
-# environment exists, and this module may import nothing outside the standard library at the top).
+# environment exists, so this module imports nothing outside the standard library at the top).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+logger = logging.getLogger(__name__)
 
 EPILOG = """\
 groups and items:
@@ -119,57 +123,56 @@ def human_size(size: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run install.sh's logic; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    return run_cli(
+        _run, args, interrupted="interrupted: the item being fetched was not put in place"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         # Imported here so that --help works before the environment exists.
         from utils.downloads.install import install_item
-        from utils.manifest import ManifestError, load_manifest
+        from utils.io.manifest import ManifestError, load_manifest
     except ImportError as error:
-        print(
+        raise ScriptError(
+            EXIT_SETUP,
             f"install.sh: the Python package {error.name!r} is missing: run "
             "`bash install.sh --env` (or pip install -r requirements.txt) first",
-            file=sys.stderr,
-        )
-        return 2
+        ) from None
     root = Path(args.dest).expanduser().resolve()
     try:
         manifest = load_manifest(args.manifest).with_urls(dict(args.url))
         names = [name for value in args.only for name in value.split(",")]
         selected = manifest.select(names) if args.only else None
     except ManifestError as error:
-        print(f"install.sh: {error}", file=sys.stderr)
-        return 2
+        raise ScriptError(EXIT_SETUP, f"install.sh: {error}") from None
     if args.list:
         print_listing(manifest, list(manifest.items) if selected is None else selected, root)
         return 0
     items = selected if selected is not None else choose_groups(manifest, root, args.yes, ask)
     if not items:
-        print("Nothing to fetch (-y: the default groups, --only NAMES: any item, --list: all).")
+        logger.info(
+            "Nothing to fetch (-y: the default groups, --only NAMES: any item, --list: all)."
+        )
         return 0
-    outcomes = []
-    try:
-        for item in items:
-            outcomes.append(install_item(item, root))
-    except KeyboardInterrupt:
-        print("\ninterrupted: the item being fetched was not put in place", file=sys.stderr)
-        return 130
-    print(f"\nSummary ({root}):")
+    outcomes = [install_item(item, root) for item in items]
+    logger.info(f"\nSummary ({root}):")
     for outcome in outcomes:
-        print(f"  {outcome.item.name:<28} {outcome.status}")
+        logger.info(f"  {outcome.item.name:<28} {outcome.status}")
     missing = [outcome.item.name for outcome in outcomes if not outcome.ok]
     if missing:
-        print(
+        raise ScriptError(
+            EXIT_ERROR,
             f"{len(missing)} of {len(outcomes)} requested items are missing: {', '.join(missing)} "
             "(see the messages above for where to fetch them and where to put them)",
-            file=sys.stderr,
         )
-        return 1
     return 0
 
 
 def ask(question: str) -> bool:
     """Ask a yes/no question on the terminal; no terminal (CI) or no answer means no."""
     if not sys.stdin.isatty():
-        print(f"{question}no (no terminal: use -y or --only)")
+        logger.info(f"{question}no (no terminal: use -y or --only)")
         return False
     try:
         return input(question).strip().lower() in ("y", "yes")
@@ -190,7 +193,7 @@ def choose_groups(
         items = manifest.in_group(group.name)
         pending = [i for i in items if item_state(i, i.destination(root)) != VERIFIED]
         if not pending:
-            print(f"group {group.name}: all {len(items)} items present and verified")
+            logger.info(f"group {group.name}: all {len(items)} items present and verified")
             continue
         known = [i.approx_mb for i in pending if i.approx_mb]
         size = f", at least {human_size(sum(known) * 2**20)}" if known else ""
@@ -207,8 +210,8 @@ def print_listing(manifest: Manifest, items: list[Item], root: Path) -> None:
     """One line per item: name, group, state, size (actual, ~published, or ?), destination."""
     from utils.downloads.verify import MISSING, item_state, read_record
 
-    print(f"install root: {root}")
-    print(f"{'ITEM':<28} {'GROUP':<16} {'STATE':<21} {'SIZE':>10}  DESTINATION")
+    logger.info(f"install root: {root}")
+    logger.info(f"{'ITEM':<28} {'GROUP':<16} {'STATE':<21} {'SIZE':>10}  DESTINATION")
     for item in items:
         dest = item.destination(root)
         state = item_state(item, dest)
@@ -222,9 +225,9 @@ def print_listing(manifest: Manifest, items: list[Item], root: Path) -> None:
         else:
             size = "?"
         manual = "" if item.sources else "  (no URL: place by hand)"
-        print(f"{item.name:<28} {item.group:<16} {state:<21} {size:>10}  {item.dest}{manual}")
+        logger.info(f"{item.name:<28} {item.group:<16} {state:<21} {size:>10}  {item.dest}{manual}")
     defaults = ", ".join(group.name for group in manifest.groups if group.default)
-    print(f"default groups (asked, or taken by -y): {defaults}")
+    logger.info(f"default groups (asked, or taken by -y): {defaults}")
 
 
 if __name__ == "__main__":

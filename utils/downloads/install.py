@@ -20,9 +20,9 @@ next run.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,9 @@ from utils.downloads.verify import (
     item_state,
     write_record,
 )
-from utils.manifest import Item, Source
+from utils.io.manifest import Item, Source
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def install_item(item: Item, root: Path) -> Outcome:
     if state == UNVERIFIED:
         return _verify_in_place(item, dest)
     if not item.sources:
-        print(manual_message(item, dest, []), file=sys.stderr)
+        logger.error(manual_message(item, dest, []))
         return Outcome(item, False, "missing: place it by hand")
     if is_empty_dir(dest):
         dest.rmdir()
@@ -101,7 +103,7 @@ def install_item(item: Item, root: Path) -> Outcome:
         shutil.rmtree(stale, ignore_errors=True)
     failures = []
     for source in item.sources:
-        print(f"{item.name}: downloading {source.url}", flush=True)
+        logger.info(f"{item.name}: downloading {source.url}")
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.install-", dir=dest.parent))
         try:
             facts = _install_from(item, source, dest, staging)
@@ -111,9 +113,9 @@ def install_item(item: Item, root: Path) -> Outcome:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         write_record(item, dest, facts)
-        print(f"{item.name}: installed in {dest}", flush=True)
+        logger.info(f"{item.name}: installed in {dest}")
         return Outcome(item, True, f"installed from {source.url}")
-    print(manual_message(item, dest, failures), file=sys.stderr, flush=True)
+    logger.error(manual_message(item, dest, failures))
     return Outcome(item, False, "missing: download failed")
 
 
@@ -158,11 +160,9 @@ def _verify_in_place(item: Item, dest: Path) -> Outcome:
     try:
         facts = {"source": "found in place", **_check_in_place(item, dest)}
     except VerifyError as error:
-        print(
+        logger.error(
             f"FAILED {item.name}: {dest} is present but fails its check: {error}. "
-            "Move it away and run again to download it.",
-            file=sys.stderr,
-            flush=True,
+            "Move it away and run again to download it."
         )
         return Outcome(item, False, "present but fails its check")
     write_record(item, dest, facts)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from utils.io.atomic import write_bytes_atomic
 from utils.io.files import is_image_file
-from utils.manifest import Item
+from utils.io.manifest import Item
 
 MISSING = "missing"
 VERIFIED = "present, verified"

@@ -25,7 +25,7 @@ from lib import CheckpointError, build_model, load_state_dict_strict, unwrap_mod
 from lib.state_dict import unwrap_state_dict
 from utils.io.atomic import atomic_output
 from utils.io.files import REPO_ROOT
-from utils.manifest import install_item_for
+from utils.io.manifest import install_item_for
 
 BACKBONE_DIR = REPO_ROOT / "data" / "backbone_ckpt"
 # The ImageNet weights file each model's backbone starts from (Model.pretrained), as published.

@@ -1,0 +1,81 @@
+"""utils.io.atomic and utils.io.files: permissions of finished files, the one temporary naming
+(videos included) and its sweep, and a natural sort that takes any Unicode name."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+from torch import nn
+
+from data.dataset import SODDataset
+from data.sources import open_source
+from utils.inference.outputs import VideoOutput
+from utils.io.atomic import AtomicFile, atomic_output, remove_stale_temporaries, write_bytes_atomic
+from utils.io.checkpoint import save_checkpoint
+from utils.io.files import natural_key
+from utils.io.images import write_png_atomic
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_every_writer_follows_the_umask(tmp_path, umask_022):
+    """Checkpoints, PNGs and plain files come out 0644 under umask 022 (mkstemp alone: 0600)."""
+    save_checkpoint(nn.Linear(2, 2), tmp_path / "latest.pth")
+    write_png_atomic(tmp_path / "map.png", np.zeros((4, 4), np.uint8))
+    write_bytes_atomic(tmp_path / "table.csv", b"method\n")
+    for name in ("latest.pth", "map.png", "table.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    os.umask(0o077)
+    save_checkpoint(nn.Linear(2, 2), tmp_path / "private.pth")
+    assert (tmp_path / "private.pth").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
+    target = tmp_path / "latest.pth"
+    target.write_bytes(b"good")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"good" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_video_temporaries_are_named_and_swept_like_any_other(tmp_path):
+    """A video's temporary file keeps its extension (the writer needs it) and is swept."""
+    video = VideoOutput(tmp_path / "clip.mp4", 10.0, (16, 16))
+    temporary = video.output.tmp
+    assert temporary.name.startswith(".clip.mp4.") and temporary.name.endswith(".tmp.mp4")
+    video.write(np.zeros((16, 16, 3), np.uint8))
+    video.writer.release()  # as a kill would leave it: never renamed
+    left = AtomicFile(tmp_path / "state.pth").tmp  # and a checkpoint's
+    an_hour_ago = time.time() - 3600
+    for path in (temporary, left):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([temporary, left])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_natural_key_takes_any_unicode_name():
+    names = ["img10.png", "x²y.png", "img2.png", "1²3.png", "٣.png", "Img1.png", "²", ""]
+    ordered = sorted(names, key=natural_key)
+    assert ordered.index("Img1.png") < ordered.index("img2.png") < ordered.index("img10.png")
+    assert natural_key("1²3") == ((0, 1, ""), (1, 0, "²"), (0, 3, ""))
+
+
+def test_a_file_named_x_squared_y_sorts_and_loads(tmp_path):
+    images, masks = tmp_path / "Set" / "images", tmp_path / "Set" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for stem in ("x²y", "img1²", "img2"):
+        write_png_atomic(images / f"{stem}.png", np.full((8, 8, 3), 90, np.uint8))
+        write_png_atomic(masks / f"{stem}.png", np.full((8, 8), 255, np.uint8))
+    dataset = SODDataset(tmp_path, ["Set"])
+    assert [pair.name for pair in dataset.samples] == ["img1²", "img2", "x²y"]
+    sample = dataset.load(2)
+    assert sample["name"] == "x²y" and np.asarray(sample["gt"]).min() == 255
+    assert [media.name for media in open_source(images)] == ["img1²", "img2", "x²y"]

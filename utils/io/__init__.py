@@ -1,0 +1,2 @@
+"""Low-level input and output: image decoding, the atomic writer, file listing, checkpoint
+files and the download manifest."""
