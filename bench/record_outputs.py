@@ -1,9 +1,9 @@
 """Record what a checkout's command lines produce, and compare two such records.
 
-    python bench/record_outputs.py --root CHECKOUT --python PY --out DIR
-    python bench/record_outputs.py --compare DIR_A DIR_B
+    .venv/bin/python bench/record_outputs.py --root CHECKOUT --python PY --out DIR
+    .venv/bin/python bench/record_outputs.py --compare DIR_A DIR_B
 
-The first form runs only the public command lines of CHECKOUT (``python -m utils.synthetic``,
+The first form runs only the public command lines of CHECKOUT (``python -m data.synthetic``,
 ``run/Train.py``, ``run/Test.py``, ``run/Eval.py``, ``run/Inference.py`` and ``Expr.py``) with
 the interpreter PY, as subprocesses whose working directory is DIR (``utils.synthetic`` runs
 from CHECKOUT, as the README shows it), so that it works for the code before and after a
@@ -440,10 +440,9 @@ def record(root: Path, python: str, out: Path, workers: int) -> int:
     write_inputs(out)
     add("inputs (made by the recorder)", tree_group(out, INPUTS, VIDEO_IN, BACKGROUND_DIR))
 
-    # a) the synthetic data set
-    runner.run(
-        "synthetic", ["-m", "utils.synthetic", "--root", str(out / DATA), "--seed", "0"], cwd=root
-    )
+    # a) the synthetic data set (its module moved from utils/ to data/ in the restructuring)
+    module = "data.synthetic" if (root / "data" / "synthetic.py").is_file() else "utils.synthetic"
+    runner.run("synthetic", ["-m", module, "--root", str(out / DATA), "--seed", "0"], cwd=root)
     add("a) synthetic data set", tree_group(out, DATA))
 
     # b) training: tiny config, seed 0, two epochs

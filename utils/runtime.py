@@ -1,6 +1,6 @@
 """Where and how the network runs: device choice, precision, TF32, and the malloc tuning.
 
-    device = select_device("auto")              # cuda, else mps, else cpu (said once on stderr)
+    device = select_device("auto")              # cuda, else mps, else cpu (said once in the log)
     disable_tf32()                              # float32 stays float32 on GPUs (spec §11)
     with autocast(device, "bf16"): ...          # precision: fp32 (none), bf16 or fp16
     tune_malloc()                               # the scripts call it once at start

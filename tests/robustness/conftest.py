@@ -12,7 +12,7 @@ never cost a user their work"), built on the fly: no binary file is committed.
   line it printed or logged.
 * ``plant_leftovers(folder)``: the temporary files a killed write would have left there.
 
-Expected outcomes come from the rules in utils/image_io.py (read_image, read_mask) and the
+Expected outcomes come from the rules in utils/io/images.py (read_image, read_mask) and the
 scripts' docstrings (exit status, skipped files).
 """
 

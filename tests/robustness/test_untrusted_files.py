@@ -1,6 +1,6 @@
 """Untrusted files are refused without running anything they hold: a config whose YAML tags
 would call Python (every config is read with yaml.safe_load, utils/config.py) and a checkpoint
-whose pickle would (torch.load(..., weights_only=True), lib/checkpoint.py).
+whose pickle would (torch.load(..., weights_only=True), utils/io/checkpoint.py).
 
 Each payload, if it ran, would create a marker file: the tests check that it does not, and that
 the same payload does create it when loaded unsafely (so the check could fail)."""

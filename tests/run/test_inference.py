@@ -3,7 +3,7 @@ its real weights (../shared/reference/tiny_res2net_weights.pth).
 
 Most runs call ``main()`` in this process (fast); the mixed-folder case runs the script as a
 user does (subprocess) to check its messages and exit status. Expected maps come from the
-predictor itself (utils/predictor.py, tested against the spec chain in
+predictor itself (utils/inference/predictor.py, tested against the spec chain in
 tests/utils/test_predictor.py); here the checks are sizes, modes, names, counts and messages.
 """
 

@@ -1,6 +1,6 @@
-"""utils/compose.py: output types. Expected numbers are hand computations of the formulas in
-architecture §16.4 (img·m + background·(1 − m), alpha = floor(m·255)) on small arrays, plus
-OpenCV's own GaussianBlur/Canny for the blur and overlay types."""
+"""utils/inference/compose.py: output types. Expected numbers are hand computations of the
+formulas in architecture §16.4 (img·m + background·(1 − m), alpha = floor(m·255)) on small
+arrays, plus OpenCV's own GaussianBlur/Canny for the blur and overlay types."""
 
 import cv2
 import numpy as np

@@ -1,4 +1,5 @@
-"""utils/predictor.py with the tiny Res2Net model and its real weights (../shared/reference).
+"""utils/inference/predictor.py with the tiny Res2Net model and its real weights
+(../shared/reference).
 
 Expected numbers come from the spec's chain (architecture §16.3): the config's test transforms,
 the model's own ``pred`` (σ + min–max, §10.3), bilinT to the original size, floor(·255).

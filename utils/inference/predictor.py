@@ -28,7 +28,7 @@ trace fixes the branch the model takes for that input size, which is why the siz
 Patch Merging runs eagerly (its patch loop is Python), so ``jit`` is ignored with ``pm``.
 
 Device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or None (auto: cuda, else mps, else cpu); the
-choice is said once on stderr. TF32 is switched off (spec §11). ``precision`` ``bf16``/``fp16``
+choice is said once in the log. TF32 is switched off (spec §11). ``precision`` ``bf16``/``fp16``
 run the network under autocast (the published results are fp32).
 
 Speed (``optimize=True``, the default): the predictor owns its model and rewrites it for
