@@ -18,7 +18,6 @@ scripts' docstrings (exit status, skipped files).
 
 import contextlib
 import io
-import logging
 import os
 import shutil
 import time
@@ -216,7 +215,7 @@ def one_torch_thread():
 
 @dataclass
 class Run:
-    """How a script's ``main`` ended and what it said (stdout, stderr and log records)."""
+    """How a script's ``main`` ended and what it said (stdout and stderr)."""
 
     status: int
     lines: list[str]
@@ -226,25 +225,13 @@ class Run:
         return [line for line in self.lines if str(path) in line]
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
-
-
 def _run_script(main: Callable[[list[str]], int], argv: list[str]) -> Run:
-    out, err, records = io.StringIO(), io.StringIO(), _Lines()
-    root = logging.getLogger()
-    root.addHandler(records)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(argv)
-    finally:
-        root.removeHandler(records)
-    lines = out.getvalue().splitlines() + err.getvalue().splitlines() + records.lines
+    """Every line goes through the scripts' console log (utils.cli), which writes to the
+    current stdout and stderr: both are captured here."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    lines = out.getvalue().splitlines() + err.getvalue().splitlines()
     assert not any(line.startswith("Traceback") for line in lines), "\n".join(lines)
     return Run(status, lines)
 

@@ -22,6 +22,10 @@ import yaml
 from skimage import data
 
 from run import Inference
+from utils.inference.compose import parse_output_type
+from utils.inference.outputs import default_dest, plan_jobs
+from utils.inference.predictor import Predictor
+from utils.io.files import safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "run" / "Inference.py"
@@ -236,13 +240,13 @@ def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
 
 def test_jit_and_batched_outputs_equal_one_by_one(work, map_outputs, monkeypatch):
     batches = []
-    predict = script.Predictor.predict_prepared
+    predict = Predictor.predict_prepared
 
     def spy(self, items):
         batches.append(len(items))
         return predict(self, items)
 
-    monkeypatch.setattr(script.Predictor, "predict_prepared", spy)
+    monkeypatch.setattr(Predictor, "predict_prepared", spy)
     for name, extra in (("batched", ["--batch-size", "2"]), ("jit", ["--jit"])):
         dest = work.root / "out" / name
         args = ["--source", str(work.photos), "--dest", str(dest), "--type", "map", *extra]
@@ -296,22 +300,20 @@ def test_output_never_replaces_its_input(work, capsys):
 
 
 def test_output_names_stay_inside_dest(tmp_path):
-    assert script.safe_name("..") == "_.."
-    assert script.safe_name(".") == "_."
-    assert script.safe_name("a/../b") == "a_.._b"
-    assert script.safe_name("x\\y\nz") == "x_y_z"
-    assert script.safe_name("") == "_"
+    assert safe_name("..") == "_.."
+    assert safe_name(".") == "_."
+    assert safe_name("a/../b") == "a_.._b"
+    assert safe_name("x\\y\nz") == "x_y_z"
+    assert safe_name("") == "_"
 
     def media(name, kind="image"):
         return SimpleNamespace(name=name, kind=kind, path=Path(f"/in/{name}.ext"))
 
     items = [media("a"), media("A"), media(".."), media("../../etc/x"), media("..", "video")]
     source = SimpleNamespace(kind="folder", description="/in", media=items)
-    jobs = script.plan_jobs(items, tmp_path, script.parse_output_type("rgba"))
+    jobs = plan_jobs(items, tmp_path, parse_output_type("rgba"))
     names = [job.path.name for job in jobs]
     assert names == ["a.png", "A_ext.png", "_...png", "_.._.._etc_x.png", "_.."]
     assert all(job.path.parent == tmp_path for job in jobs)
     assert jobs[-1].sequence  # an rgba video becomes a folder of frames, inside dest
-    assert script.default_dest("c/my.yaml", source, script.parse_output_type("map")) == Path(
-        "results/my/map/in"
-    )
+    assert default_dest("my", source, parse_output_type("map")) == Path("results/my/map/in")
