@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 # The repository's root folder (utils/io/files.py is two levels below it).
@@ -48,3 +49,32 @@ def safe_name(name: str) -> str:
     """``name`` as one harmless path component: no separators, never '', '.', '..' or hidden."""
     clean = "".join("_" if c in "/\\\0" or ord(c) < 32 else c for c in name)
     return "_" + clean if clean.startswith(".") or not clean else clean
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a regular file, in a few words, or None when it can be.
+
+    Looks at the file's type only (``os.stat``), never opens it, so a FIFO or a device cannot
+    block the caller: 'file not found', 'is a broken symbolic link', 'is a folder, not a file',
+    'is a FIFO (named pipe), not a regular file', ... Callers name the file in their message.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else "file not found"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {
+        stat.S_ISDIR: "a folder, not a file",
+        stat.S_ISFIFO: "a FIFO (named pipe), not a regular file",
+        stat.S_ISSOCK: "a socket, not a regular file",
+        stat.S_ISCHR: "a device, not a regular file",
+        stat.S_ISBLK: "a device, not a regular file",
+    }
+    for test, kind in kinds.items():
+        if test(mode):
+            return f"is {kind}"
+    return "is not a regular file"
