@@ -32,9 +32,11 @@ outputs already there are skipped unless ``--overwrite``, and the temporary file
 ``<dest>`` are deleted.
 
 The checkpoint is ``<Test.Checkpoint.checkpoint_dir>/latest.pth`` (or ``--ckpt``). Bad inputs
-get one error line each and the rest goes on. Exit status: 0 when something was processed (or
-was already there), 1 when nothing could be, 2 for a config, argument or setup error, 130 when
-interrupted.
+get one error line each and the rest goes on; an output that cannot be written for lack of
+space or permission stops the run with one line (what was written is kept). Exit status: 0 when
+something was processed (or was already there), 1 when nothing could be or writing failed, 2 for
+a config, argument, output-folder or setup error, 130 after Ctrl-C, 143 after SIGTERM (a video
+being written is closed and its temporary file removed).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from utils.cli import (
 from utils.config import add_config_arguments, config_from_args, config_name
 
 logger = logging.getLogger(__name__)
+OUTPUT_BYTES = 4 << 20  # room for at least one output (a 1-Mpx RGBA PNG is at most ~4 MiB)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     from utils.inference.pipeline import Runner, Settings
     from utils.inference.predictor import Predictor
     from utils.inference.webcam import open_webcam, run_webcam
-    from utils.io.atomic import remove_stale_temporaries
+    from utils.io.atomic import OutputError, check_output_folder, remove_stale_temporaries
     from utils.runtime import tune_malloc
 
     tune_malloc()
@@ -145,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.dest
         else default_dest(config_name(args.config), source, output_type)
     )
+    with exit_on_error(EXIT_SETUP, (OutputError,)):
+        check_output_folder(dest, "the outputs", need_bytes=OUTPUT_BYTES)
     remove_stale_temporaries(dest)
     todo, skipped, clashes = [], 0, 0
     for job in plan_jobs(source, dest, output_type):
@@ -166,7 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         frame_bars=args.verbose,
     )
-    processed, failed = Runner(predictor, settings).run(todo) if todo else (0, 0)
+    with exit_on_error(EXIT_ERROR, (OutputError,)):
+        processed, failed = Runner(predictor, settings).run(todo) if todo else (0, 0)
     note = f", {skipped} already there (--overwrite redoes them)" if skipped else ""
     logger.info("%d processed%s, %d failed -> %s", processed, note, failed + clashes, dest)
     return 0 if processed + skipped > 0 else 1

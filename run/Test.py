@@ -15,8 +15,10 @@ resize with pyramid blending, or with ``--PM`` patch merging). The checkpoint is
 never half). Unreadable images are reported by name and skipped. Score the maps with
 ``.venv/bin/python run/Eval.py --config <same config>``.
 
-Exit status: 0 when every set has its maps, 1 when a set could not be read or no map exists at
-all, 2 for a config, checkpoint or device error, 130 after Ctrl-C (the maps written are kept).
+Exit status: 0 when every set has its maps, 1 when a set could not be read, no map exists at all
+or a map could not be written (no space, no permission: one line naming the path), 2 for a
+config, checkpoint, device or output-folder error, 130 after Ctrl-C and 143 after SIGTERM (the
+maps written are kept).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from utils.cli import (
     EXIT_ERROR,
@@ -39,6 +42,7 @@ from utils.cli import (
 )
 from utils.config import add_config_arguments, config_from_args
 
+MAP_BYTES = 1 << 20  # room for at least one map (a 1-Mpx 8-bit PNG is at most ~1 MiB)
 INTERRUPTED = (
     "interrupted: the maps written so far are kept; run the same command again "
     "(without --overwrite) to write the rest"
@@ -61,13 +65,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def write_maps(cfg: Mapping, predictor, *, overwrite: bool = False, progress: bool = True) -> None:
-    """Write the maps of every test set of ``cfg`` with ``predictor``; ScriptError(1) when a set
-    could not be read or no map exists at all."""
+    """Write the maps of every test set of ``cfg`` with ``predictor``; ScriptError(2) when an
+    output folder cannot be used, (1) when a set could not be read, no map exists at all or
+    writing failed (no space, no permission)."""
     from utils.inference.test_sets import predictions_problem, write_test_predictions
+    from utils.io.atomic import OutputError, check_output_folder
 
-    reports = write_test_predictions(
-        cfg["Test"], cfg["Eval"]["pred_root"], predictor, overwrite=overwrite, progress=progress
-    )
+    pred_root = Path(cfg["Eval"]["pred_root"])
+    with exit_on_error(EXIT_SETUP, (OutputError,)):
+        for name in cfg["Test"]["Dataset"]["sets"]:
+            check_output_folder(pred_root / name, "the maps", need_bytes=MAP_BYTES)
+    with exit_on_error(EXIT_ERROR, (OutputError,)):
+        reports = write_test_predictions(
+            cfg["Test"], pred_root, predictor, overwrite=overwrite, progress=progress
+        )
     problem = predictions_problem(reports)
     if problem:
         raise ScriptError(EXIT_ERROR, problem)

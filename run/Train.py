@@ -29,6 +29,7 @@ from utils.cli import (
     EXIT_INTERRUPTED,
     EXIT_SETUP,
     ScriptError,
+    Terminated,
     add_training_arguments,
     command_line,
     exit_on_error,
@@ -66,7 +67,7 @@ def train_with_args(
 
     with exit_on_error(EXIT_SETUP):
         info = init_distributed(args.device)
-    errors = (TrainingError, StateError, ValueError, FileNotFoundError)
+    errors = (TrainingError, StateError, ValueError, OSError)
     try:
         with exit_on_error(EXIT_ERROR, errors):
             if prepare is not None and info.is_main:
@@ -80,6 +81,8 @@ def train_with_args(
                 seed=args.seed,
                 progress=not args.no_progress,
             )
+    except Terminated:
+        raise  # SIGTERM outside the training loop (set-up): run_cli says so, exit 143
     except KeyboardInterrupt:
         raise ScriptError(EXIT_INTERRUPTED, ABORTED) from None
     finally:

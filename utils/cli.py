@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from pathlib import Path
 EXIT_ERROR = 1
 EXIT_SETUP = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 # The project's interpreter as README writes it: commands we print for the user to run again.
 PYTHON = ".venv/bin/python"
 
@@ -96,6 +99,15 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that every ``finally`` runs (open
+    outputs are closed and their temporary files removed)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run_cli(
     run: Callable[[argparse.Namespace], int],
     args: argparse.Namespace,
@@ -103,16 +115,22 @@ def run_cli(
     interrupted: str = "interrupted",
 ) -> int:
     """Call ``run(args)`` with the console log set up; map :class:`ScriptError` to its line and
-    code, Ctrl-C to ``interrupted`` and 130. Returns the exit status."""
+    code, Ctrl-C to ``interrupted`` and 130, SIGTERM to the same line and 143. Returns the exit
+    status."""
     setup_logging()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return run(args)
     except ScriptError as stop:
         logger.error(stop.message)
         return stop.code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         logger.error(interrupted)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def parser_for(doc: str, *, summary_paragraph: int = 0) -> argparse.ArgumentParser:

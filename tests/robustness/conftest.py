@@ -20,6 +20,8 @@ import contextlib
 import io
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from PIL import Image
 from data.synthetic import make_pair, make_synthetic_dataset
 from lib import build_model
 from utils.config import load_config
+from utils.io.atomic import temporary_prefix
 from utils.io.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,20 +247,37 @@ def run_script() -> Callable[[Callable[[list[str]], int], list[str]], Run]:
 
 @dataclass
 class Leftovers:
-    """Two temporary files as killed atomic writes leave them (utils.io.images's names)."""
+    """Temporary files as killed and running writes leave them (utils.io.atomic's names), and a
+    user's own hidden files that merely look like temporary files."""
 
-    stale: Path  # a killed write's temporary file, an hour old: the next run deletes it
-    young: Path  # one just written: it may belong to a run writing there now, so it stays
+    stale: Path  # a killed write's temporary file (its process is gone): the next run deletes it
+    young: Path  # a live writer's: it may be writing there now, so it stays
+    users: list[Path]  # the user's own files, however old: never touched
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def temporary_name(target: str, pid: int) -> str:
+    """The name utils.io.atomic gives the temporary file of ``target`` written by ``pid``."""
+    prefix = temporary_prefix(Path(target)).replace(f".{os.getpid()}.", f".{pid}.")
+    return f"{prefix}abcd1234.tmp"
 
 
 def _plant_leftovers(folder: Path) -> Leftovers:
     folder.mkdir(parents=True, exist_ok=True)
-    stale, young = folder / ".old.png.abcd1234.tmp", folder / ".new.png.wxyz5678.tmp"
-    stale.write_bytes(b"\x89PNG half a map")
-    young.write_bytes(b"\x89PNG half a map")
+    stale = folder / temporary_name("old.png", dead_pid())
+    young = folder / temporary_name("new.png", os.getppid())  # pytest's parent: alive
+    users = [folder / name for name in (".old.png.abcd1234.tmp", ".notes.sodtmp.tmp", ".x.tmp")]
     an_hour_ago = time.time() - 3600
-    os.utime(stale, (an_hour_ago, an_hour_ago))
-    return Leftovers(stale, young)
+    for path in [stale, young, *users]:
+        path.write_bytes(b"\x89PNG half a map")
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    return Leftovers(stale, young, users)
 
 
 @pytest.fixture(scope="session")

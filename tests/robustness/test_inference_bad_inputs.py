@@ -73,4 +73,5 @@ def test_good_outputs_are_byte_identical(runs, assert_same_pngs):
 
 def test_a_killed_runs_temporary_files_are_removed(runs):
     assert not runs.leftovers.stale.exists()
-    assert runs.leftovers.young.exists()  # it may be another run's write in progress
+    assert runs.leftovers.young.exists()  # a live writer's: it may be writing there now
+    assert all(path.exists() for path in runs.leftovers.users)  # never the user's own files

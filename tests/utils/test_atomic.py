@@ -2,7 +2,8 @@
 (videos included) and its sweep, and a natural sort that takes any Unicode name."""
 
 import os
-import time
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from torch import nn
 from data.dataset import SODDataset
 from data.sources import open_source
 from utils.inference.outputs import VideoOutput
-from utils.io.atomic import AtomicFile, atomic_output, remove_stale_temporaries, write_bytes_atomic
+from utils.io.atomic import atomic_output, remove_stale_temporaries, write_bytes_atomic
 from utils.io.checkpoint import save_checkpoint
 from utils.io.files import natural_key
 from utils.io.images import write_png_atomic
@@ -45,18 +46,34 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
     assert target.read_bytes() == b"good" and sorted(tmp_path.iterdir()) == [target]
 
 
+KILLED_WRITER = """
+import os, sys
+import numpy as np
+from utils.inference.outputs import VideoOutput
+from utils.io.atomic import AtomicFile
+video = VideoOutput(__import__("pathlib").Path(sys.argv[1]) / "clip.mp4", 10.0, (16, 16))
+video.write(np.zeros((16, 16, 3), np.uint8))
+video.writer.release()
+AtomicFile(video.path.parent / "state.pth")
+os._exit(0)  # as a kill: nothing renamed, nothing cleaned
+"""
+
+
 def test_video_temporaries_are_named_and_swept_like_any_other(tmp_path):
-    """A video's temporary file keeps its extension (the writer needs it) and is swept."""
+    """A video's temporary file keeps its extension (the writer needs it); what a killed run
+    left (video and checkpoint alike) is swept by the next run, whatever its age."""
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], check=True)
+    left = sorted(tmp_path.iterdir())
+    assert [path.name.split(".sodtmp.")[0] for path in left] == [".clip.mp4", ".state.pth"]
+    assert left[0].name.endswith(".tmp.mp4") and left[1].name.endswith(".tmp")
+    assert sorted(remove_stale_temporaries(tmp_path)) == left
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_writers_video_is_not_swept(tmp_path):
     video = VideoOutput(tmp_path / "clip.mp4", 10.0, (16, 16))
-    temporary = video.output.tmp
-    assert temporary.name.startswith(".clip.mp4.") and temporary.name.endswith(".tmp.mp4")
-    video.write(np.zeros((16, 16, 3), np.uint8))
-    video.writer.release()  # as a kill would leave it: never renamed
-    left = AtomicFile(tmp_path / "state.pth").tmp  # and a checkpoint's
-    an_hour_ago = time.time() - 3600
-    for path in (temporary, left):
-        os.utime(path, (an_hour_ago, an_hour_ago))
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([temporary, left])
+    assert remove_stale_temporaries(tmp_path) == [] and video.output.tmp.exists()
+    video.abort()
     assert list(tmp_path.iterdir()) == []
 
 

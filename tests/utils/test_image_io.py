@@ -6,18 +6,22 @@ the module docstring) or from hand computation where stated.
 
 import os
 import struct
+import subprocess
+import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image, PngImagePlugin
 
 from utils.io import images as image_io
-from utils.io.atomic import remove_stale_temporaries, write_bytes_atomic
-from utils.io.checkpoint import save_torch_atomic
+from utils.io.atomic import (
+    AtomicFile,
+    remove_stale_temporaries,
+    temporary_prefix,
+    write_bytes_atomic,
+)
 from utils.io.files import is_image_file
 from utils.io.images import (
     ImageReadError,
@@ -285,34 +289,35 @@ def test_write_atomic_roundtrip_and_failure_cleanup(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.png", "rgba.png"]
 
 
-def test_remove_stale_temporaries(tmp_path, monkeypatch):
-    """Leftovers of both atomic writers (their real names) go once a minute old; younger ones,
-    other hidden files, look-alike names and folders stay."""
-    names, replace = [], os.replace
-
-    def spy(src, dst):
-        names.append(Path(src).name)
-        replace(src, dst)
-
-    monkeypatch.setattr(image_io.os, "replace", spy)  # the os module lib.state_dict uses too
-    write_bytes_atomic(tmp_path / "result.csv", b"x")
-    save_torch_atomic({"weight": torch.zeros(1)}, tmp_path / "latest.pth")
-    monkeypatch.undo()
-    assert [name.split(".")[1] for name in names] == ["result", "latest"]
-    stale = [tmp_path / name for name in names]
-    kept = [tmp_path / name for name in (".DS_Store", "x.tmp", ".a.png.tmp", ".a.png.abc.tmp")]
-    for path in stale + kept:
+def test_remove_stale_temporaries(tmp_path):
+    """Only our writers' temporary files go, and only when their writer is gone: a dead
+    process's (whatever its age), another host's after a day. A live writer's, this process's
+    open ones, a user's look-alikes (however old) and folders stay."""
+    ours = AtomicFile(tmp_path / "latest.pth")  # open: this process is writing it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mine = temporary_prefix(tmp_path / "map.png")
+    named = {
+        "dead": mine.replace(f".{os.getpid()}.", f".{dead.pid}.") + "abcd1234.tmp",
+        "dead_video": mine.replace(f".{os.getpid()}.", f".{dead.pid}.") + "abcd1234.tmp.mp4",
+        "live": mine.replace(f".{os.getpid()}.", f".{os.getppid()}.") + "abcd1234.tmp",
+        "foreign_new": ".a.png.sodtmp.0badc0de.12.abcd1234.tmp",
+        "foreign_old": ".b.png.sodtmp.0badc0de.12.abcd1234.tmp",
+    }
+    users = [".DS_Store", "x.tmp", ".a.png.tmp", ".a.png.abcdefgh.tmp", ".c.sodtmp.1.2.3.tmp"]
+    paths = {key: tmp_path / name for key, name in named.items()}
+    for path in [*paths.values(), *(tmp_path / name for name in users)]:
         path.write_bytes(b"partial")
-    (tmp_path / ".b.png.abcdefgh.tmp").mkdir()
-    an_hour_ago = time.time() - 3600
-    for path in [*stale, *kept, tmp_path / ".b.png.abcdefgh.tmp"]:
-        os.utime(path, (an_hour_ago, an_hour_ago))
-    young = tmp_path / ".c.png.abcd_123.tmp"  # a write in progress elsewhere
-    young.write_bytes(b"partial")
+    (tmp_path / named["dead"].replace("map.png", "dir.png")).mkdir()
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in [paths["foreign_old"], *(tmp_path / name for name in users)]:
+        os.utime(path, (two_days_ago, two_days_ago))
 
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
-    assert all(path.exists() for path in [*kept, young, tmp_path / ".b.png.abcdefgh.tmp"])
-    assert remove_stale_temporaries(tmp_path, older_than_s=0) == [young]
+    gone = [paths["dead"], paths["dead_video"], paths["foreign_old"]]
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(gone)
+    assert ours.tmp.exists() and paths["live"].exists() and paths["foreign_new"].exists()
+    assert all((tmp_path / name).exists() for name in users)
+    ours.discard()
     assert remove_stale_temporaries(tmp_path / "absent") == []
 
 

@@ -11,6 +11,7 @@ Points, in order::
     before_train(trainer)
       after_forward(trainer, step)    loss known, nothing applied yet: may set step.stop_requested
                                       or step.failure (the loop agrees on both over all ranks)
+      after_backward(trainer, step)   gradients known, not applied: may set step.failure
       after_step(trainer, step)       the optimiser step is applied
     after_epoch(trainer, epoch)       a whole epoch is done
     on_stop(trainer, epoch, step)     a stop request ended an epoch part-way
@@ -28,10 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from utils.engine.distributed import gather_objects
+from utils.engine.position import position
 from utils.engine.records import TrainLog, save_debug_tiles
+from utils.engine.setup import TrainingError
 from utils.engine.state import rng_state, save_training_checkpoint
+from utils.io.atomic import OutputError
 
 if TYPE_CHECKING:
     from utils.engine.loop import Trainer
@@ -74,6 +79,9 @@ class Hook:
     def after_forward(self, trainer: Trainer, step: StepState) -> None:
         """The loss is known and nothing is applied yet."""
 
+    def after_backward(self, trainer: Trainer, step: StepState) -> None:
+        """The gradients are computed and not applied yet."""
+
     def after_step(self, trainer: Trainer, step: StepState) -> None:
         """The optimiser step and the scheduler step are applied."""
 
@@ -87,13 +95,28 @@ class Hook:
         """The run ended (also after an error)."""
 
 
-class NonFiniteLossStop(Hook):
-    """A NaN/inf loss fails the run before its step is applied (the loop raises TrainingError
-    naming the epoch and step; the last checkpoint is kept)."""
+class NonFiniteStop(Hook):
+    """A NaN/inf learning rate, loss or gradient fails the run before its step is applied (the
+    loop raises TrainingError naming the epoch and step; the last checkpoint is kept). With
+    fp16 mixed precision the grad scaler handles inf gradients itself (it skips that step)."""
 
     def after_forward(self, trainer: Trainer, step: StepState) -> None:
-        if not np.isfinite(step.loss):
+        bad_lr = [lr for lr in step.lrs if not np.isfinite(lr)]
+        if bad_lr:
+            step.failure = f"learning rate is {bad_lr[0]}"
+        elif not np.isfinite(step.loss):
             step.failure = f"loss is {step.loss}"
+
+    def after_backward(self, trainer: Trainer, step: StepState) -> None:
+        if trainer.run.scaler.is_enabled():
+            return
+        grads = [p.grad for p in trainer.run.model.parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads])
+            )
+            if not torch.isfinite(norm):
+                step.failure = f"gradient norm is {norm.item()}"
 
 
 class SignalStop(Hook):
@@ -140,10 +163,21 @@ class Checkpointing(Hook):
         self.every = every
 
     def write(self, trainer: Trainer, epoch: int, step: int) -> None:
-        """Collect every rank's RNG state; rank 0 writes the pair (utils.engine.state)."""
+        """Collect every rank's RNG state; rank 0 writes the pair (utils.engine.state). A write
+        that fails (no space, no permission) stops the run with one line; the previous complete
+        pair is kept."""
         states = gather_objects(rng_state(), trainer.info)
         if not trainer.info.is_main:
             return
+        try:
+            self._save(trainer, epoch, step, states)
+        except OutputError as error:
+            raise TrainingError(
+                f"{error}; training stopped at {position(epoch, step)}, the last complete "
+                f"checkpoint in {self.directory} is kept (--resume continues from it)"
+            ) from None
+
+    def _save(self, trainer: Trainer, epoch: int, step: int, states: list) -> None:
         run = trainer.run
         save_training_checkpoint(
             self.directory,

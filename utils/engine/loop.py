@@ -53,27 +53,21 @@ from utils.engine.hooks import (
     DebugTiles,
     EpochState,
     Hook,
-    NonFiniteLossStop,
+    NonFiniteStop,
     SignalStop,
     StepLog,
     StepState,
 )
+from utils.engine.position import position
 from utils.engine.setup import Run, TrainingError, build_run, check_resumable, epoch_loader
 from utils.engine.state import CONFIG, LATEST, STATE, load_training_state, set_rng_state
+from utils.io.atomic import check_output_folder
 from utils.runtime import disable_tf32
 
 logger = logging.getLogger(__name__)
 
 # The message after a second Ctrl-C (SignalStop's KeyboardInterrupt).
 ABORTED = "aborted by a second Ctrl-C: the current step was not saved; the last checkpoint is kept"
-
-
-def position(epochs_done: int, step: int) -> str:
-    """Where a run stands, worded the same in every message: 'the end of epoch 2' or
-    'epoch 3, step 4' (4 steps done in epoch 3)."""
-    return (
-        f"the end of epoch {epochs_done}" if step == 0 else f"epoch {epochs_done + 1}, step {step}"
-    )
 
 
 @dataclass
@@ -196,6 +190,11 @@ class Trainer:
                     raise TrainingError(self.failure_message(state))
                 run.optimizer.zero_grad(set_to_none=True)
                 run.scaler.scale(state.outputs.pop("loss")).backward()
+                for hook in self.hooks:
+                    hook.after_backward(self, state)
+                if any_rank([state.failure is not None], info)[0]:
+                    run.optimizer.zero_grad(set_to_none=True)
+                    raise TrainingError(self.failure_message(state))
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
                 run.scheduler.step()
@@ -239,7 +238,7 @@ class Trainer:
             if latest.exists()
             else "no checkpoint had been written yet"
         )
-        what = state.failure or "loss is not finite on a process"
+        what = state.failure or "a non-finite value on another process"
         batches = self.run.batches
         return (
             f"{what} at epoch {state.epoch + 1}, step {state.index + 1}/{batches} (iteration "
@@ -319,11 +318,15 @@ def train(
         f"({info.world_size} process(es)), {run.batches} batches of {run.batch_size} each; "
         f"seed {seed}"
     )
-    if info.is_main:
+    if info.is_main:  # room for latest.pth + state.pth (weights, Adam's two moments, weights)
+        weights = sum(
+            t.numel() * t.element_size() for t in unwrap_model(run.model).state_dict().values()
+        )
+        check_output_folder(directory, "a checkpoint", need_bytes=4 * weights)
         save_config({**cfg, "Train": {**tcfg, "seed": seed}}, directory / CONFIG)
     stop = SignalStop(say)
     builtin: list[Hook] = [
-        NonFiniteLossStop(),
+        NonFiniteStop(),
         stop,
         StepLog(directory, None if state is None else state["iteration"]),
     ]

@@ -18,7 +18,7 @@ import numpy as np
 from data.sources import Media
 from utils.inference.compose import OutputType
 from utils.io.atomic import AtomicFile
-from utils.io.files import safe_name
+from utils.io.files import fit_name, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +56,26 @@ class Job:
 
 
 def plan_jobs(source, dest: Path, output_type: OutputType) -> list[Job]:
-    """Output paths for every input, inside ``dest``, unique (case-insensitively)."""
+    """Output paths for every input, inside ``dest``, unique (case-insensitively) and short
+    enough for the file system (a long name is cut and ends with a hash: utils.io.files.fit_name;
+    the new name is reported)."""
     jobs, taken = [], set()
     for media in source:
         video = media.kind == "video"
         sequence = video and output_type.has_alpha
         suffix = "" if sequence else (".mp4" if video else ".png")
-        stem = safe_name(media.name)
-        name = stem + suffix
+        name = fit_name(safe_name(media.name), suffix)
         if name.casefold() in taken:
             base = safe_name(media.path.name.replace(".", "_"))
-            name, n = base + suffix, 2
+            name, n = fit_name(base, suffix), 2
             while name.casefold() in taken:
-                name, n = f"{base}_{n}{suffix}", n + 1
+                name, n = fit_name(f"{base}_{n}", suffix), n + 1
             logger.warning(
                 "%s: its output name is taken by another input; writing %s", media.path, name
+            )
+        elif name != safe_name(media.name) + suffix:
+            logger.warning(
+                "%s: its name is too long for the file system; writing %s", media.path, name
             )
         taken.add(name.casefold())
         path = dest / name

@@ -3,7 +3,9 @@
 A :class:`Loader` thread decodes and transforms every frame of every :class:`Job` into a bounded
 queue while the main thread (:class:`Runner`) batches frames across files, runs the network,
 composes the output type and writes each result atomically (utils.inference.outputs). An input
-that fails (unreadable file, out of memory) is reported and the others go on.
+that fails (unreadable file, out of memory) is reported and the others go on; an output that
+cannot be written for lack of space or permission (utils.io.atomic.OutputError) stops the run,
+since every other output would fail the same way (what was written is kept).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from data.sources import SourceError
 from utils.inference.compose import OutputType, compose
 from utils.inference.outputs import DEFAULT_FPS, Job, VideoOutput
 from utils.inference.predictor import Predictor
+from utils.io.atomic import OutputError
 from utils.io.images import write_png_atomic
 
 logger = logging.getLogger(__name__)
@@ -136,6 +139,8 @@ class Runner:
                 if kind == "start":
                     try:
                         self._start(job)
+                    except OutputError:
+                        raise  # no space or no permission: every other output would fail too
                     except OSError as error:
                         self._fail(job, f"{job.path}: cannot write ({error})")
                 elif kind == "frame":
@@ -214,6 +219,8 @@ class Runner:
                     write_png_atomic(
                         job.frame_path(frame.index) if job.sequence else job.path, picture
                     )
+            except OutputError:
+                raise  # no space or no permission: every other output would fail too
             except OSError as error:
                 self._fail(job, f"{job.path}: cannot write ({error})")
                 continue
@@ -229,6 +236,8 @@ class Runner:
                 try:
                     job.writer.finish()
                     job.writer = None
+                except OutputError:
+                    raise
                 except OSError as error:
                     self._fail(job, f"{job.path}: cannot write ({error})")
             if job.media.kind == "video":

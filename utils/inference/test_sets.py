@@ -108,7 +108,9 @@ def write_test_predictions(
     progress: bool = True,
 ) -> list[SetReport]:
     """:func:`write_set` for every set of ``test_cfg["Dataset"]["sets"]`` into
-    ``<pred_root>/<set>/``; logs one summary line per set and returns the reports."""
+    ``<pred_root>/<set>/``; logs one summary line per set and returns the reports. A write
+    that fails for lack of space or permission raises utils.io.atomic.OutputError (the maps
+    written are kept)."""
     reports = []
     for name in test_cfg["Dataset"]["sets"]:
         out_dir = Path(pred_root) / name

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from lib import CheckpointError, build_model, load_state_dict_strict, unwrap_model
 from lib.state_dict import unwrap_state_dict
-from utils.io.atomic import atomic_output
+from utils.io.atomic import OutputError, atomic_output
 from utils.io.files import REPO_ROOT
 from utils.io.manifest import install_item_for
 
@@ -82,9 +83,19 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
 
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically (utils.io.atomic)."""
+    """``torch.save`` ``obj`` to ``path`` atomically (utils.io.atomic); OutputError (one line)
+    when it cannot be written, the previous file kept."""
     with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as error:  # torch's zip writer: "unexpected pos ..." on a full disk
+            free = shutil.disk_usage(tmp.parent).free
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise OutputError(
+                path,
+                f"torch could not write it ({problem}); {free / 2**20:.0f} MiB free there: if "
+                "the disk is full, free some space or choose another folder",
+            ) from None
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:

@@ -3,6 +3,7 @@ for which files are images, one rule for turning a name into a safe path compone
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -43,6 +44,22 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
         if path.is_file() and not path.name.startswith(".") and is_image_file(path)
     ]
     return sorted(files, key=lambda path: natural_key(path.name))
+
+
+NAME_MAX = 255  # bytes in one path component on the usual file systems (ext4, xfs, btrfs, tmpfs)
+
+
+def fit_name(stem: str, suffix: str = "", limit: int = NAME_MAX) -> str:
+    """``stem + suffix``, or, when that is longer than ``limit`` bytes, the stem cut short and
+    ended by ``~`` and 8 hex digits of its hash (stable: the same stem always gets the same name,
+    and two stems that share their first bytes still get different names)."""
+    name = stem + suffix
+    if len(os.fsencode(name)) <= limit:
+        return name
+    tag = "~" + hashlib.sha1(os.fsencode(stem)).hexdigest()[:8]
+    room = limit - len(os.fsencode(tag + suffix))
+    cut = os.fsencode(stem)[:room].decode("utf-8", errors="ignore")  # whole characters only
+    return cut + tag + suffix
 
 
 def safe_name(name: str) -> str:
