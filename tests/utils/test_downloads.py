@@ -601,3 +601,13 @@ def test_real_manifest_matches_the_published_download_list(shared_dir):
         "UHRSD-TE",
     }
     assert test_sets | {"DUTS-TR", "Res2Net50", "SwinB"} <= defaults
+
+
+def test_install_root_that_is_a_file_is_one_line(served_items, tmp_path, capsys):
+    blocker = tmp_path / "root"
+    blocker.write_text("mine")
+    argv = ["--manifest", str(served_items.manifest), "--dest", str(blocker), "--only", "Foo-TE"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: install.sh: ") and "is a file" in err[0]
+    assert blocker.read_text() == "mine"

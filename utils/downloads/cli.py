@@ -132,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         # Imported here so that --help works before the environment exists.
         from utils.downloads.install import install_item
+        from utils.io.atomic import OutputError, check_output_folder
         from utils.io.manifest import ManifestError, load_manifest
     except ImportError as error:
         raise ScriptError(
@@ -155,6 +156,10 @@ def _run(args: argparse.Namespace) -> int:
             "Nothing to fetch (-y: the default groups, --only NAMES: any item, --list: all)."
         )
         return 0
+    try:  # before any download: one line when the install root cannot take files
+        check_output_folder(root, "the downloads")
+    except OutputError as error:
+        raise ScriptError(EXIT_SETUP, f"install.sh: {error}") from None
     outcomes = [install_item(item, root) for item in items]
     logger.info(f"\nSummary ({root}):")
     for outcome in outcomes:
