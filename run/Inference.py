@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _run(args: argparse.Namespace) -> int:
     from data.sources import open_source
     from utils.inference.compose import parse_output_type
-    from utils.inference.outputs import default_dest, plan_jobs
+    from utils.inference.outputs import default_dest, pending_jobs, plan_jobs
     from utils.inference.pipeline import Runner, Settings
     from utils.inference.predictor import Predictor
     from utils.inference.webcam import open_webcam, run_webcam
@@ -151,17 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     with exit_on_error(EXIT_SETUP, (OutputError,)):
         check_output_folder(dest, "the outputs", need_bytes=OUTPUT_BYTES)
     remove_stale_temporaries(dest)
-    todo, skipped, clashes = [], 0, 0
-    for job in plan_jobs(source, dest, output_type):
-        if job.media.path is not None and job.path.resolve() == job.media.path.resolve():
-            logger.error(
-                "%s: the output would replace the input; choose another --dest", job.media.path
-            )
-            clashes += 1
-        elif job.already_done(args.overwrite):
-            skipped += 1
-        else:
-            todo.append(job)
+    todo, skipped, clashes = pending_jobs(plan_jobs(source, dest, output_type), args.overwrite)
     settings = Settings(
         output_type,
         batch_size=args.batch_size,

@@ -85,6 +85,23 @@ def plan_jobs(source, dest: Path, output_type: OutputType) -> list[Job]:
     return jobs
 
 
+def pending_jobs(jobs: list[Job], overwrite: bool) -> tuple[list[Job], int, int]:
+    """(jobs to run, how many are done already, how many would overwrite their own input: each
+    of those gets one error line)."""
+    todo, done, clashes = [], 0, 0
+    for job in jobs:
+        if job.media.path is not None and job.path.resolve() == job.media.path.resolve():
+            logger.error(
+                "%s: the output would replace the input; choose another --dest", job.media.path
+            )
+            clashes += 1
+        elif job.already_done(overwrite):
+            done += 1
+        else:
+            todo.append(job)
+    return todo, done, clashes
+
+
 class VideoOutput:
     """An mp4v video written under a hidden temporary name, renamed over the target at the end."""
 
