@@ -12,14 +12,13 @@ whose record matches its fingerprint is "present, verified" and is not fetched o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
 from utils.io.atomic import write_bytes_atomic
-from utils.io.files import is_image_file
+from utils.io.files import file_digest, is_image_file
 from utils.io.manifest import Item
 
 MISSING = "missing"
@@ -32,12 +31,8 @@ class VerifyError(ValueError):
 
 
 def file_md5(path: Path) -> str:
-    """The md5 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The md5 hex digest of a file (the checksum data/downloads.yaml publishes)."""
+    return file_digest(path, "md5")
 
 
 def check_md5(path: Path, expected: str) -> str:

@@ -95,3 +95,13 @@ def file_problem(path: str | os.PathLike) -> str | None:
         if test(mode):
             return f"is {kind}"
     return "is not a regular file"
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """The hex digest (``hashlib`` name: 'sha256', 'md5', ...) of a file's bytes, read in 1 MiB
+    chunks (``hashlib.file_digest`` needs Python 3.11)."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)  # integrity checks, not signatures
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
