@@ -16,8 +16,14 @@ Rules (documented in README, "What happens when things go wrong"):
   0.299 R + 0.587 G + 0.114 B, or Pillow's one-line error when the file is broken. Values other
   than 0/255 are kept: training treats them as soft targets (/255) and evaluation binarises at
   > 128, as the standard toolkits do.
+* Only regular files are read (``utils.io.files.file_problem``): a FIFO named like an image
+  cannot block the reader.
 * A file larger than ``MAX_PIXELS`` is refused from its header, before it is decoded, with a
-  clear message (decompression bombs).
+  clear message (decompression bombs). Before decoding, the decoded size (H×W×channels×bytes,
+  from the header) is compared with what this process can still allocate (the system's
+  MemAvailable, and the room left under RLIMIT_AS when one is set): a file that would not fit is
+  refused in one line naming its size and the limit, instead of a MemoryError or the kernel's
+  out-of-memory killer.
 * Paths may hold any unicode characters and spaces.
 * PNGs are written atomically (:mod:`utils.io.atomic`).
 
@@ -28,6 +34,7 @@ one line, so callers can report it and go on with the rest of a batch.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import warnings
 from contextlib import AbstractContextManager
@@ -38,11 +45,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from utils.io.atomic import write_bytes_atomic
+from utils.io.files import file_problem
 
-# 400 Mpx (1.2 GB as 8-bit RGB): far above any SOD data set image (UHRSD/DIS are <= ~25 Mpx) and
-# 100+ Mpx camera photos, small enough that one decode cannot exhaust a usual machine. Pillow's
-# own default (89 Mpx warning) would refuse genuine large photos. Raise it here for larger files.
-MAX_PIXELS = 20000 * 20000
+# 120 Mpx: above every SOD data set image (UHRSD/DIS are <= ~25 Mpx) and the largest common
+# camera photos (102 Mpx medium format). Reading and predicting hold several copies of an image
+# (the decode, its 8-bit RGB copy: 3 B/px each; a float32 map at the original size: 4 B/px; the
+# output): ~12-15 bytes per pixel, so 120 Mpx is ~1.5-2 GB at the peak, which a usual machine
+# survives (the former 400 Mpx cap let a 350 KB PNG drive a process to 4.3 GB). Pillow's own
+# default (89 Mpx warning) would refuse genuine large photos. Raise it here for larger files.
+MAX_PIXELS = 120_000_000
 
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _EXIF_ORIENTATION = 0x0112
@@ -66,6 +77,8 @@ _PNG_EXIF_KEYWORDS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
 # read_mask's OpenCV decode: one channel as cv2.IMREAD_GRAYSCALE makes it, 16 bits kept (scaled by
 # our rule), the orientation left to us (see the module rules).
 _MASK_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+# Bytes per band of a decoded image in Pillow's modes (8-bit modes: 1).
+_BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 # Pillow's bomb limit is a process-wide global: set and restore it under a lock.
 _PIL_LIMIT_LOCK = threading.Lock()
 
@@ -79,17 +92,20 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {self.problem}")
 
 
-def _open_header(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` lazily (header only), refusing images above ``MAX_PIXELS``."""
-    if not Path(path).is_file():
-        raise ImageReadError(path, "file not found")
+def _open_header(path: str | os.PathLike, decoding: bool = False) -> Image.Image:
+    """Open ``path`` lazily (header only), refusing anything but a regular file and images
+    above ``MAX_PIXELS``; with ``decoding`` (the caller decodes next) also images whose decoded
+    size exceeds what the process can allocate."""
+    problem = file_problem(path)
+    if problem:
+        raise ImageReadError(path, problem)
     limit = MAX_PIXELS  # read at call time so tests and users can lower or raise it
     with warnings.catch_warnings(), _PIL_LIMIT_LOCK:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = limit
         try:
-            return Image.open(path)
+            image = Image.open(path)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageReadError(
                 path,
@@ -100,11 +116,64 @@ def _open_header(path: str | os.PathLike) -> Image.Image:
             raise ImageReadError(path, f"cannot decode image ({error})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = previous
+    if decoding:
+        _check_memory(image, path)
+    return image
+
+
+def _check_memory(image: Image.Image, path: str | os.PathLike) -> None:
+    """ImageReadError (the file closed) when decoding ``image`` needs more memory than the
+    process can allocate now (module rules)."""
+    width, height = image.size
+    needed = width * height * len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    room = _allocatable()
+    if room is None or needed <= room[0]:
+        return
+    image.close()
+    raise ImageReadError(
+        path,
+        f"decoding this {width}x{height} {image.mode} image needs {needed / 1e6:,.1f} MB, more "
+        f"than the {room[0] / 1e6:,.1f} MB this process can allocate now ({room[1]}); refused "
+        "(free memory, or shrink the image)",
+    )
+
+
+def _allocatable() -> tuple[int, str] | None:
+    """(bytes, what sets them) this process can still allocate: the smaller of the system's
+    MemAvailable and the room left under RLIMIT_AS; None when neither is known."""
+    limits = [limit for limit in (_memory_available(), _address_space_left()) if limit]
+    return min(limits) if limits else None
+
+
+def _memory_available() -> tuple[int, str] | None:
+    """The kernel's estimate of memory available without swapping (Linux), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "MemAvailable"
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _address_space_left() -> tuple[int, str] | None:
+    """Room left under the soft RLIMIT_AS (``ulimit -v``), or None when there is none or the
+    process size is unknown (no /proc)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            used = int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(soft - used, 0), "RLIMIT_AS"
 
 
 def _open_pil(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode ``path`` with Pillow, turning every failure into ImageReadError."""
-    image = _open_header(path)
+    image = _open_header(path, decoding=True)
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as error:
@@ -188,7 +257,7 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a mask or a saliency map as a (H, W) uint8 array (see the module rules)."""
-    with _open_header(path) as header:  # a missing file or a bomb is refused before decoding
+    with _open_header(path, decoding=True) as header:  # refused before decoding (module rules)
         data = _read_bytes(path)
         orientation = _orientation(header, path, data)
         decodable = header.format != "PNG" or _png_intact(path)
