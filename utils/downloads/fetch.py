@@ -5,7 +5,8 @@
     fetch("file:///home/me/DUTS-TE.zip", Path("tmp/download"), "DUTS-TE")
 
 Every failure (offline, refused, HTTP error, Drive quota, a web page instead of the file, a
-transfer cut short) raises :class:`FetchError` with a one-line reason. The target may then hold
+transfer cut short, a ``file://`` path that is no regular file: a FIFO would block the reader)
+raises :class:`FetchError` with a one-line reason. The target may then hold
 a partial file: callers download into a temporary folder and delete it.
 """
 
@@ -17,9 +18,11 @@ import re
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, urlparse
-from urllib.request import Request, urlopen
+from urllib.request import Request, url2pathname, urlopen
 
 from tqdm import tqdm
+
+from utils.io.files import file_problem
 
 TIMEOUT_S = 60  # seconds without data before a transfer is given up
 CHUNK = 1 << 20
@@ -52,8 +55,18 @@ def fetch(url: str, target: Path, label: str) -> None:
     """Download ``url`` into the file ``target``; raises :class:`FetchError`."""
     if is_drive_url(url):
         _fetch_drive(url, target)
-    else:
-        _fetch_urllib(url, target, label)
+        return
+    if urlparse(url).scheme == "file":
+        _check_local_file(url)
+    _fetch_urllib(url, target, label)
+
+
+def _check_local_file(url: str) -> None:
+    """FetchError naming the file when a ``file://`` URL is no regular file (never opened)."""
+    path = Path(url2pathname(urlparse(url).path))
+    problem = file_problem(path)
+    if problem:
+        raise FetchError(f"{path}: {problem}")
 
 
 def _fetch_drive(url: str, target: Path) -> None:
