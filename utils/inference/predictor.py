@@ -21,10 +21,14 @@ rounding of batched convolutions). Transformed inputs are stacked only when thei
 ``jit=True`` traces ``(image[, image_resized]) -> model(sample)['saliency'][-1]`` once per
 device, precision, batch size and input size, and caches the traced file next to the checkpoint:
 ``<ckpt dir>/jit/<ckpt stem>_<tag>_<device>_<precision>_<B>x<H>x<W>[_<h>x<w>].pt`` (``h×w`` the
-``image_resized`` size; ``tag`` a hash of the Model section, the checkpoint's size and time and
-the torch version, so a retrained checkpoint is traced afresh). Files are written atomically
-and loaded with ``torch.jit.load``; an unwritable folder only disables the disk cache. The
-trace fixes the branch the model takes for that input size, which is why the size is in the key.
+``image_resized`` size; ``tag`` a hash of the cache key: the Model section, the checkpoint's
+SHA-256 and the torch version, so a checkpoint with other weights is traced afresh whatever its
+size and time). The SHA-256 is computed once, when the predictor is made, and kept beside the
+checkpoint (``utils.io.checkpoint.checkpoint_sha256``: reused while the file's inode, size, mtime
+and ctime are unchanged). Each cached file holds its whole key and is used only when the key
+matches. Files are written atomically and loaded with ``torch.jit.load``; an unwritable folder
+only disables the disk cache. The trace fixes the branch the model takes for that input size,
+which is why the size is in the key.
 Patch Merging runs eagerly (its patch loop is Python), so ``jit`` is ignored with ``pm``.
 
 Device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or None (auto: cuda, else mps, else cpu); the
@@ -65,7 +69,7 @@ from lib.model import normalize_prediction
 from utils.config import SCHEMA, load_config
 from utils.inference.compose import to_uint8
 from utils.io.atomic import write_bytes_atomic
-from utils.io.checkpoint import load_model
+from utils.io.checkpoint import checkpoint_sha256, load_model
 from utils.runtime import (
     autocast,
     check_precision,
@@ -77,6 +81,8 @@ from utils.runtime import (
 __all__ = ["Prepared", "Predictor", "PredictorError", "to_uint8"]
 
 logger = logging.getLogger(__name__)
+# The name, inside a cached trace, of the key it was traced for (torch.jit's extra files).
+_KEY_FILE = "cache_key.json"
 
 
 class PredictorError(ValueError):
@@ -169,6 +175,9 @@ class Predictor:
         self.ckpt_path = None if ckpt_path is None else Path(ckpt_path)
         self._model_config = dict(model_config or {})
         self._traced: dict[str, torch.jit.ScriptModule] = {}
+        self._ckpt_sha256: str | None = None
+        if self.jit and self.ckpt_path is not None:
+            self._checkpoint_sha256()  # now: the closest to when the weights were read
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -298,6 +307,18 @@ class Predictor:
                 sample["image_resized"] = image_resized
             return self._network(sample)["saliency"][-1]
 
+    def _checkpoint_sha256(self) -> str:
+        """The SHA-256 of ``ckpt_path`` (part of the jit cache key), hashed once."""
+        if self._ckpt_sha256 is None:
+            self._ckpt_sha256 = checkpoint_sha256(self.ckpt_path)
+        return self._ckpt_sha256
+
+    def _cache_key(self) -> bytes:
+        """What a cached trace must have been made from, besides the device, precision and
+        sizes its name holds (module docstring)."""
+        key = [self._model_config, self._checkpoint_sha256(), torch.__version__, self.optimized]
+        return json.dumps(key, sort_keys=True, default=str).encode("utf-8")
+
     def _cache_name(self, image: Tensor, image_resized: Tensor | None) -> str:
         b, _, h, w = image.shape
         device = self.device.type + ("" if self.device.index is None else str(self.device.index))
@@ -306,13 +327,7 @@ class Predictor:
             name += "_{}x{}".format(*image_resized.shape[-2:])
         if self.ckpt_path is None:
             return name
-        stat = self.ckpt_path.stat()
-        identity = json.dumps(
-            [self._model_config, stat.st_size, stat.st_mtime_ns, torch.__version__, self.optimized],
-            sort_keys=True,
-            default=str,
-        )
-        tag = hashlib.sha1(identity.encode()).hexdigest()[:8]
+        tag = hashlib.sha1(self._cache_key()).hexdigest()[:8]
         return f"{self.ckpt_path.stem}_{tag}_{name}"
 
     def jit_cache_path(self, image: Tensor, image_resized: Tensor | None = None) -> Path | None:
@@ -326,29 +341,40 @@ class Predictor:
         if name in self._traced:
             return self._traced[name]
         path = self.jit_cache_path(image, image_resized)
-        traced = None
-        if path is not None and path.is_file():
-            try:
-                with _quiet_jit():
-                    traced = torch.jit.load(str(path), map_location=self.device)
-            except (RuntimeError, OSError) as error:  # damaged or from another torch: retrace
-                logger.info(
-                    "note: %s: cannot load the cached trace (%s), tracing again", path, error
-                )
+        traced = None if path is None else self._load_trace(path)
         if traced is None:
             traced = self._trace(image, image_resized)
             if path is not None:
-                try:
-                    buffer = io.BytesIO()
-                    with _quiet_jit():
-                        torch.jit.save(traced, buffer)
-                    write_bytes_atomic(path, buffer.getvalue())
-                except OSError as error:
-                    logger.info(
-                        "note: cannot cache the trace at %s (%s); kept in memory", path, error
-                    )
+                self._save_trace(traced, path)
         self._traced[name] = traced
         return traced
+
+    def _load_trace(self, path: Path):
+        """The trace cached at ``path`` when it was made for this predictor's key, else None
+        (absent, damaged, from another torch, or another key under the same short name)."""
+        if not path.is_file():
+            return None
+        extra = {_KEY_FILE: b""}  # torch.jit.load fills it with the file's bytes
+        try:
+            with _quiet_jit():
+                traced = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+        except (RuntimeError, OSError) as error:  # damaged or from another torch: retrace
+            logger.info("note: %s: cannot load the cached trace (%s), tracing again", path, error)
+            return None
+        if extra[_KEY_FILE] != self._cache_key():
+            logger.info("note: %s was traced for another checkpoint or config, tracing again", path)
+            return None
+        return traced
+
+    def _save_trace(self, traced, path: Path) -> None:
+        """Cache ``traced`` at ``path`` with its key; an unwritable folder keeps it in memory."""
+        try:
+            buffer = io.BytesIO()
+            with _quiet_jit():
+                torch.jit.save(traced, buffer, _extra_files={_KEY_FILE: self._cache_key()})
+            write_bytes_atomic(path, buffer.getvalue())
+        except OSError as error:
+            logger.info("note: cannot cache the trace at %s (%s); kept in memory", path, error)
 
     def _trace(self, image: Tensor, image_resized: Tensor | None):
         # Tracing records plain tensors: inference-mode tensors cannot enter it, so clone them.
