@@ -13,7 +13,9 @@ Folder rules (the reference paired by index; we pair by name, so extra files do 
 
 * Images and masks are paired by file **stem** (``0001.jpg`` with ``0001.png``). Supported
   extensions (any case): ``utils.io.files.IMAGE_EXTENSIONS``; other files and hidden files
-  (``.DS_Store``, ``._0001.jpg``) are ignored. An image without a mask is an error (ValueError
+  (``.DS_Store``, ``._0001.jpg``) are ignored; an entry named like an image that is no regular
+  file (a broken link, a folder, a FIFO: ``utils.io.files.file_problem``) is skipped with one
+  warning naming it, never opened. An image without a mask is an error (ValueError
   naming the count and the first files); masks without an image are ignored with a log line;
   two images or two masks with the same stem are an error.
 * Each set's images are natural-sorted (digit runs compared as integers, text lowercased); sets
@@ -58,7 +60,13 @@ import torch.utils.data
 from PIL import Image
 
 from data.transforms import build_transforms
-from utils.io.files import IMAGE_EXTENSIONS, list_image_files
+from utils.io.files import (
+    IMAGE_EXTENSIONS,
+    file_problem,
+    is_image_file,
+    list_image_files,
+    natural_key,
+)
 from utils.io.images import ImageReadError, read_image, read_image_size, read_mask
 
 logger = logging.getLogger(__name__)
@@ -71,6 +79,17 @@ def _first(names: Sequence[str]) -> str:
     """The first few of ``names`` joined, with '...' when there are more."""
     shown = ", ".join(names[:_SHOWN])
     return shown + (", ..." if len(names) > _SHOWN else "")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """``list_image_files(folder)``, after one warning for each entry named like an image that
+    the listing skips because it is no regular file (``file_problem`` looks, never opens)."""
+    for entry in sorted(folder.iterdir(), key=lambda path: natural_key(path.name)):
+        if not entry.name.startswith(".") and is_image_file(entry):
+            problem = file_problem(entry)
+            if problem:
+                logger.warning("%s: %s, skipped", entry, problem)
+    return list_image_files(folder)
 
 
 def _by_stem(files: list[Path]) -> dict[str, Path]:
@@ -140,11 +159,11 @@ class _FolderDataset(torch.utils.data.Dataset):
         mask_dir = self.root / set_name / "masks"
         if not image_dir.is_dir():
             raise ValueError(f"{image_dir}: folder not found")
-        images = _by_stem(list_image_files(image_dir))
+        images = _by_stem(_image_files(image_dir))
         if not images:
             raise ValueError(f"{image_dir}: no images ({' '.join(IMAGE_EXTENSIONS)})")
         if mask_dir.is_dir():
-            masks = _by_stem(list_image_files(mask_dir))
+            masks = _by_stem(_image_files(mask_dir))
         elif self.masks_required:
             raise ValueError(f"{mask_dir}: folder not found")
         else:

@@ -15,10 +15,12 @@ Rules:
   ``utils.io.images.read_image`` (EXIF orientation, 8-bit RGB). Videos (``VIDEO_EXTENSIONS``, any
   case) and webcams are read with OpenCV; frames are converted BGR → RGB.
 * A folder is listed (not recursively) in natural order; hidden files are ignored; any other file
-  is skipped with a log warning naming it. A folder without images or videos is an error.
+  is skipped with a log warning naming it, and so is an entry named like an image or a video that
+  is no regular file (a broken link, a folder, a FIFO: ``utils.io.files.file_problem``; a FIFO is
+  never opened). A folder without images or videos is an error.
 * A source that is no existing path but a non-negative integer (``'0'``) is a webcam index.
-* Every failure (missing path, unsupported type, corrupt image, unreadable video, no camera)
-  raises :class:`SourceError`, whose message is one line naming the input.
+* Every failure (missing path, unsupported type, no regular file, corrupt image, unreadable
+  video, no camera) raises :class:`SourceError`, whose message is one line naming the input.
 * Paths may hold unicode characters and spaces.
 """
 
@@ -36,7 +38,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from utils.io.files import IMAGE_EXTENSIONS, is_image_file, natural_key
+from utils.io.files import IMAGE_EXTENSIONS, file_problem, is_image_file, natural_key
 from utils.io.images import ImageReadError, quiet_opencv, read_image
 
 logger = logging.getLogger(__name__)
@@ -241,6 +243,21 @@ def _media_for_file(path: Path) -> Media | None:
     return None
 
 
+def _listed_media(entry: Path) -> list[Media]:
+    """The Media of a folder's entry as a list (empty: skipped, with a warning naming it unless
+    it is a sub-folder or another non-regular entry with no image or video name)."""
+    problem = file_problem(entry)
+    item = _media_for_file(entry)
+    if problem:
+        if item is not None:  # named like an image or a video
+            logger.warning("%s: %s, skipped", entry, problem)
+        return []
+    if item is None:
+        logger.warning("%s: unsupported file type, skipped (%s)", entry, _supported())
+        return []
+    return [item]
+
+
 def _supported() -> str:
     return f"images {' '.join(IMAGE_EXTENSIONS)}; videos {' '.join(VIDEO_EXTENSIONS)}"
 
@@ -248,20 +265,16 @@ def _supported() -> str:
 def open_source(source: str | os.PathLike) -> Source:
     """Open an image file, a folder of images/videos, a video file or a webcam index ('0').
 
-    Raises SourceError (one line naming ``source``) when it does not exist, is of an
-    unsupported type, or is a folder holding no image or video.
+    Raises SourceError (one line naming ``source``) when it does not exist, is no regular
+    file or folder (a FIFO, a broken link), is of an unsupported type, or is a folder holding no
+    image or video.
     """
     path = Path(source)
     if path.is_dir():
         media = []
         for entry in sorted(path.iterdir(), key=lambda p: natural_key(p.name)):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            item = _media_for_file(entry)
-            if item is None:
-                logger.warning("%s: unsupported file type, skipped (%s)", entry, _supported())
-            else:
-                media.append(item)
+            if not entry.name.startswith("."):
+                media += _listed_media(entry)
         if not media:
             raise SourceError(path, f"folder holds no image or video ({_supported()})")
         return Source(str(path), "folder", media)
@@ -270,6 +283,8 @@ def open_source(source: str | os.PathLike) -> Source:
         if item is None:
             raise SourceError(path, f"unsupported file type ({_supported()})")
         return Source(str(path), item.kind, [item])
+    if os.path.lexists(path):  # a FIFO, a device, a broken link: named, never opened
+        raise SourceError(path, file_problem(path))
     text = str(source).strip()
     if text.isdigit():
         return Source(f"webcam {int(text)}", "webcam", [VideoMedia(int(text))])
