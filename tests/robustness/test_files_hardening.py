@@ -180,6 +180,7 @@ def test_zip_archive_that_is_no_checkpoint(tmp_path):
     )
 
 
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs /proc")
 def test_20_gb_of_zeros_is_refused_after_reading_a_few_bytes(tmp_path):
     path = tmp_path / "zeros.pth"
     with open(path, "wb") as handle:
