@@ -11,8 +11,14 @@ Predictions are read from ``<Eval.pred_root>/<dataset>/<stem>.png`` and masks fr
 also printed. ``--stat`` adds precision-recall and F-measure curves (``.npz`` + a ``.png`` plot per
 dataset) under ``<Eval.result_path>/curves/``. Only the ``Eval`` section of the config is needed.
 
-Exit status: 0 when at least one dataset was scored, 1 when nothing could be scored, 2 for a
-config or argument error.
+Several runs may write into one result folder at the same time (each table is updated under a
+lock). Every table is printed before it is written, so a failed write loses no score.
+
+Exit status: 0 when at least one dataset was scored and every scored dataset's table was saved;
+1 when nothing could be scored, when a worker process died (that dataset is not scored; try
+``--workers 1``) or when a table could not be written (disk full, no permission: its scores are
+printed, the previous table is kept); 2 for a config or argument error, or a result folder that
+is not a folder, cannot be created or is not writable (found before any scoring).
 """
 
 from __future__ import annotations
@@ -74,13 +80,20 @@ def score(
     verbose: bool = False,
     progress: bool = True,
 ) -> None:
-    """Score ``method``'s maps on every dataset of ``eval_cfg`` and log the tables;
-    ScriptError(1) when nothing could be scored."""
+    """Score ``method``'s maps on every dataset of ``eval_cfg`` and log the tables; ScriptError
+    with the exit status above when the result folder is unusable (before any scoring), when
+    nothing could be scored, or when a dataset's scores were lost or not saved (one line per
+    dataset naming it, after every other dataset was done)."""
     from utils.evaluation.evaluator import evaluate_config
+    from utils.evaluation.tables import ResultFolderError
 
-    results = evaluate_config(
-        eval_cfg, method=method, workers=workers, stat=stat, verbose=verbose, progress=progress
-    )
+    with exit_on_error(EXIT_SETUP, (ResultFolderError,)):
+        results = evaluate_config(
+            eval_cfg, method=method, workers=workers, stat=stat, verbose=verbose, progress=progress
+        )
+    failures = [f"[{result.dataset}] {result.failure}" for result in results if result.failure]
+    if failures:
+        raise ScriptError(EXIT_ERROR, "; ".join(failures))
     if not any(result.scored for result in results):
         raise ScriptError(EXIT_ERROR, "nothing could be scored (see the messages above)")
 

@@ -16,11 +16,16 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^\w.+-]", "_", name)
 
 
+def curves_folder(result_path: str | os.PathLike, dataset: str) -> Path:
+    """``<result_path>/curves/<dataset>``: the curves of every method of ``dataset``."""
+    return Path(result_path) / "curves" / _safe_name(dataset)
+
+
 def save_curves(
     result_path: str | os.PathLike, dataset: str, method: str, curves: dict[str, np.ndarray]
 ) -> Path:
     """Write ``curves`` to ``<result_path>/curves/<dataset>/<method>.npz`` (atomically)."""
-    path = Path(result_path) / "curves" / _safe_name(dataset) / f"{_safe_name(method)}.npz"
+    path = curves_folder(result_path, dataset) / f"{_safe_name(method)}.npz"
     buffer = io.BytesIO()
     np.savez(buffer, method=np.array(method), **curves)
     write_bytes_atomic(path, buffer.getvalue())
@@ -34,7 +39,7 @@ def plot_curves(result_path: str | os.PathLike, dataset: str) -> Path | None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    folder = Path(result_path) / "curves" / _safe_name(dataset)
+    folder = curves_folder(result_path, dataset)
     files = sorted(folder.glob("*.npz"))
     if not files:
         return None

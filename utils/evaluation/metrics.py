@@ -45,6 +45,11 @@ _QUANTITY_OF = {
 # Curve index t counts pixels with uint8(pred * 255) >= 255 - t (pysodmetrics' flipped cumsum).
 CURVE_THRESHOLDS = np.arange(255, -1, -1, dtype=np.float64) / 255.0
 
+# The smallest mask side pysodmetrics can score: its E-measure divides by (pixels - 1), so a 1x1
+# mask gives 1/eps (maxEm 4.5e15), and its S-measure splits the mask into quadrants at the
+# foreground's centroid, which leaves an empty quadrant (NaN) in a single row or column.
+MIN_MASK_SIDE = 2
+
 with warnings.catch_warnings():  # pysodmetrics >= 1.5 marks Fmeasure as "to be replaced"
     warnings.simplefilter("ignore")
     _FMEASURE = py_sod_metrics.Fmeasure(beta=0.3)
@@ -73,6 +78,14 @@ def quantities_for(metrics: Sequence[str], curves: bool = False) -> frozenset[st
     if curves:
         needed |= {"fm_curve", "em_curve"}
     return frozenset(needed)
+
+
+def size_problem(shape: tuple[int, ...]) -> str | None:
+    """Why a mask of ``shape`` (H, W) is too small to score, in a few words, or None."""
+    height, width = shape[:2]
+    if min(height, width) >= MIN_MASK_SIDE:
+        return None
+    return f"{width}x{height} pixels, at least {MIN_MASK_SIDE}x{MIN_MASK_SIDE} needed"
 
 
 def image_quantities(pred: np.ndarray, gt: np.ndarray, needed: Iterable[str]) -> dict:

@@ -1,43 +1,132 @@
 """Result tables: ``result_<dataset>.csv`` keeps one row per method across runs (re-running a
-method replaces its row); ``result_<dataset>.md`` is the same table in markdown."""
+method replaces its row); ``result_<dataset>.md`` is the same table in markdown.
+
+Several Eval runs may finish at the same time into one result folder: each reads, merges and
+rewrites a table under a file lock, so no run's row is lost, and writes the .csv and the .md
+atomically and together, so the tables on disk are always whole (the previous ones when a write
+fails). The lock file,
+``.result_<dataset>.csv.lock`` beside the table, is ours: hidden, empty, kept between runs (its
+lock is released when the run ends, however it ends) and harmless to delete when no run is going.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from utils.io.atomic import write_bytes_atomic
+from filelock import FileLock
+
+from utils.io.atomic import atomic_output
+from utils.io.files import file_problem
+
+# A run holds the lock for one read and two small writes: a wait this long means a run is stuck
+# (e.g. on a network file system), and the scores are printed anyway.
+LOCK_TIMEOUT_S = 120.0
+
+# What to do when a table cannot be written, by errno; anything else: WRITE_ADVICE.
+_ADVICE = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some of your disk quota",
+    errno.EACCES: "make the folder writable or set Eval.result_path to a writable folder",
+    errno.EPERM: "make the folder writable or set Eval.result_path to a writable folder",
+    errno.EROFS: "the file system is read-only: set Eval.result_path to a writable folder",
+}
+WRITE_ADVICE = "set Eval.result_path to a writable folder"
+
+
+class ResultFolderError(OSError):
+    """The result folder cannot hold the tables: not a folder, cannot be created, not writable.
+    ``str()`` is one line naming the folder and what to do."""
+
+
+def prepare_result_folder(result_path: str | os.PathLike) -> Path:
+    """Create ``result_path`` if needed and check that files can be written there, so that a bad
+    result folder stops a run before any scoring; returns it as a Path.
+
+    Raises :class:`ResultFolderError` when it is not a folder, cannot be created or is not
+    writable (tried with an unnamed temporary file, which also catches a read-only file system).
+    """
+    folder = Path(result_path)
+    if folder.exists() and not folder.is_dir():
+        raise ResultFolderError(
+            f"result folder {folder} is a file, not a folder: set Eval.result_path to a folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ResultFolderError(
+            f"result folder {folder} cannot be created ({error.strerror or error}): "
+            "set Eval.result_path to a folder you can write to"
+        ) from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ResultFolderError(
+            f"result folder {folder} is not writable ({error.strerror or error}): "
+            f"{_ADVICE.get(error.errno, WRITE_ADVICE)}"
+        ) from None
+    return folder
+
+
+def table_path(result_path: str | os.PathLike, dataset: str) -> Path:
+    """``<result_path>/result_<dataset>.csv``."""
+    return Path(result_path) / f"result_{dataset}.csv"
+
+
+def write_problem(path: str | os.PathLike, error: OSError) -> str:
+    """One line saying that ``path`` could not be written, why, and what to do; the caller
+    has printed what it was writing and the previous file is kept."""
+    reason = error.strerror or str(error) or type(error).__name__
+    advice = _ADVICE.get(error.errno, WRITE_ADVICE)
+    return (
+        f"cannot write {path} ({reason}): the scores are printed above and the previous file "
+        f"is kept; {advice} and run the same command again"
+    )
 
 
 def _format_csv(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
-def update_results_table(
-    result_path: str | os.PathLike,
-    dataset: str,
-    method: str,
-    metrics: Sequence[str],
-    scores: dict[str, float],
-) -> str:
-    """Put ``method``'s row into ``result_<dataset>.csv`` (replacing an older one) and rewrite
-    ``result_<dataset>.md``; other methods' rows stay. Returns the markdown table."""
-    csv_path = Path(result_path) / f"result_{dataset}.csv"
-    columns = list(metrics)
+def method_row(method: str, metrics: Sequence[str], scores: dict[str, float]) -> dict[str, str]:
+    """``method``'s table row: the method name and each metric's value as text."""
+    return {"method": method, **{name: _format_csv(scores[name]) for name in metrics}}
+
+
+def _read_rows(csv_path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The metric columns and the rows by method of an existing table (none when it is absent).
+
+    ValueError (naming it) when something other than a table of ours is there: it is left alone.
+    """
+    if not os.path.lexists(csv_path):
+        return [], {}
+    problem = file_problem(csv_path)
+    if problem is not None:
+        raise ValueError(f"{csv_path} {problem}: move it away and run the same command again")
     rows: dict[str, dict[str, str]] = {}
-    if csv_path.is_file():
+    try:
         with open(csv_path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            old_columns = [name for name in (reader.fieldnames or []) if name != "method"]
-            columns += [name for name in old_columns if name not in columns]  # keep old metrics
+            columns = [name for name in (reader.fieldnames or []) if name != "method"]
             for row in reader:
                 if row.get("method"):
-                    rows[row["method"]] = {key: value or "" for key, value in row.items()}
-    rows[method] = {"method": method, **{name: _format_csv(scores[name]) for name in metrics}}
+                    rows[row["method"]] = {key: value or "" for key, value in row.items() if key}
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(
+            f"{csv_path} is not a results table ({error}): move it away and run the same "
+            "command again"
+        ) from None
+    return columns, rows
 
+
+def _csv_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
+    """The table as CSV text: a ``method`` column, then ``columns`` (empty where a row has none)."""
     text = io.StringIO()
     writer = csv.DictWriter(
         text,
@@ -47,11 +136,41 @@ def update_results_table(
         lineterminator="\n",
     )
     writer.writeheader()
-    writer.writerows(rows.values())
-    write_bytes_atomic(csv_path, text.getvalue().encode("utf-8"))
+    writer.writerows(rows)
+    return text.getvalue()
 
-    table = markdown_table(dataset, columns, list(rows.values()))
-    write_bytes_atomic(csv_path.with_suffix(".md"), table.encode("utf-8"))
+
+def update_results_table(
+    result_path: str | os.PathLike,
+    dataset: str,
+    method: str,
+    metrics: Sequence[str],
+    scores: dict[str, float],
+    show: Callable[[str], object] = lambda table: None,
+) -> str:
+    """Put ``method``'s row into ``result_<dataset>.csv`` (replacing an older one) and rewrite
+    ``result_<dataset>.md``; other methods' rows stay. Returns the markdown table.
+
+    Under the table's lock (see the module docstring): read, merge, ``show(table)`` (before
+    anything is written, so the caller can print the scores even when writing fails), write.
+    Raises OSError when the lock or a file cannot be written (the previous files stay) and
+    ValueError when the existing table cannot be read (it is left as it is).
+    """
+    csv_path = table_path(result_path, dataset)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)  # the lock file goes there first
+    with FileLock(csv_path.with_name(f".{csv_path.name}.lock"), timeout=LOCK_TIMEOUT_S):
+        old_columns, rows = _read_rows(csv_path)
+        columns = list(metrics) + [name for name in old_columns if name not in metrics]
+        rows[method] = method_row(method, metrics, scores)
+        table = markdown_table(dataset, columns, list(rows.values()))
+        show(table)
+        # both files or neither: a failed write leaves the previous pair as it was
+        with (
+            atomic_output(csv_path) as csv_tmp,
+            atomic_output(csv_path.with_suffix(".md")) as md_tmp,
+        ):
+            csv_tmp.write_bytes(_csv_text(columns, rows.values()).encode("utf-8"))
+            md_tmp.write_bytes(table.encode("utf-8"))
     return table
 
 
