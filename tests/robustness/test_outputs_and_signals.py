@@ -128,7 +128,7 @@ def test_test_script_disk_full_half_way(corpus, checkpoint, tmp_path, run_script
     monkeypatch.undo()
     assert run.status == 1
     line = _one_line(run, pred, "the disk is full")
-    assert "free some space or choose another folder" in line
+    assert "free some disk space or choose another folder" in line
     maps = sorted((pred / "Synth-TE").iterdir())
     assert len(maps) == 2 and all(path.suffix == ".png" for path in maps)  # kept, no leftovers
 

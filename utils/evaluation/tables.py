@@ -12,66 +12,36 @@ lock is released when the run ends, however it ends) and harmless to delete when
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from filelock import FileLock
 
-from utils.io.atomic import atomic_output
+from utils.io.atomic import OutputError, atomic_output, check_output_folder, write_advice
 from utils.io.files import file_problem
 
 # A run holds the lock for one read and two small writes: a wait this long means a run is stuck
 # (e.g. on a network file system), and the scores are printed anyway.
 LOCK_TIMEOUT_S = 120.0
 
-# What to do when a table cannot be written, by errno; anything else: WRITE_ADVICE.
-_ADVICE = {
-    errno.ENOSPC: "free some disk space",
-    errno.EDQUOT: "free some of your disk quota",
-    errno.EACCES: "make the folder writable or set Eval.result_path to a writable folder",
-    errno.EPERM: "make the folder writable or set Eval.result_path to a writable folder",
-    errno.EROFS: "the file system is read-only: set Eval.result_path to a writable folder",
-}
-WRITE_ADVICE = "set Eval.result_path to a writable folder"
-
 
 class ResultFolderError(OSError):
-    """The result folder cannot hold the tables: not a folder, cannot be created, not writable.
-    ``str()`` is one line naming the folder and what to do."""
+    """The result folder cannot hold the tables: not a folder, cannot be created, not writable,
+    full. ``str()`` is one line naming the folder and what to do."""
 
 
 def prepare_result_folder(result_path: str | os.PathLike) -> Path:
-    """Create ``result_path`` if needed and check that files can be written there, so that a bad
-    result folder stops a run before any scoring; returns it as a Path.
-
-    Raises :class:`ResultFolderError` when it is not a folder, cannot be created or is not
-    writable (tried with an unnamed temporary file, which also catches a read-only file system).
-    """
-    folder = Path(result_path)
-    if folder.exists() and not folder.is_dir():
-        raise ResultFolderError(
-            f"result folder {folder} is a file, not a folder: set Eval.result_path to a folder"
-        )
+    """Create ``result_path`` if needed and check that files can be written there
+    (utils.io.atomic.check_output_folder), so that a bad result folder stops a run before any
+    scoring; returns it as a Path. Raises :class:`ResultFolderError`."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
+        return check_output_folder(result_path, "the result tables")
+    except OutputError as error:
         raise ResultFolderError(
-            f"result folder {folder} cannot be created ({error.strerror or error}): "
-            "set Eval.result_path to a folder you can write to"
+            f"result folder {error}; set Eval.result_path to a folder you can write to"
         ) from None
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ResultFolderError(
-            f"result folder {folder} is not writable ({error.strerror or error}): "
-            f"{_ADVICE.get(error.errno, WRITE_ADVICE)}"
-        ) from None
-    return folder
 
 
 def table_path(result_path: str | os.PathLike, dataset: str) -> Path:
@@ -80,13 +50,11 @@ def table_path(result_path: str | os.PathLike, dataset: str) -> Path:
 
 
 def write_problem(path: str | os.PathLike, error: OSError) -> str:
-    """One line saying that ``path`` could not be written, why, and what to do; the caller
-    has printed what it was writing and the previous file is kept."""
-    reason = error.strerror or str(error) or type(error).__name__
-    advice = _ADVICE.get(error.errno, WRITE_ADVICE)
+    """One line saying that ``path`` could not be written and what to do; the caller has
+    printed what it was writing and the previous file is kept."""
     return (
-        f"cannot write {path} ({reason}): the scores are printed above and the previous file "
-        f"is kept; {advice} and run the same command again"
+        f"cannot write {path}: {write_advice(error)}; the scores are printed above and the "
+        "previous file is kept: run the same command again once fixed"
     )
 
 

@@ -46,11 +46,11 @@ _PROC_STATUS = Path("/proc/self/status")
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 _ACTIVE: set[Path] = set()  # this process's temporary files being written
 _ADVICE = {
-    errno.ENOSPC: "the disk is full: free some space or choose another folder",
-    errno.EDQUOT: "the disk quota is exceeded: free some space or choose another folder",
+    errno.ENOSPC: "the disk is full: free some disk space or choose another folder",
+    errno.EDQUOT: "the disk quota is exceeded: free some of your quota or choose another folder",
     errno.EROFS: "the file system is read-only: choose another folder",
-    errno.EACCES: "no permission to write there: choose another folder",
-    errno.EPERM: "no permission to write there: choose another folder",
+    errno.EACCES: "no permission to write there: make the folder writable or choose another one",
+    errno.EPERM: "no permission to write there: make the folder writable or choose another one",
     errno.ENOTDIR: "a file stands where a folder should be: choose another folder",
     errno.EISDIR: "a folder stands where the file should be: move it away",
     errno.ENAMETOOLONG: "the name is too long for the file system",
@@ -63,14 +63,21 @@ class OutputError(OSError):
     def __init__(self, path: str | os.PathLike, problem: str):
         super().__init__(f"{path}: cannot write: {problem}")
         self.path = Path(path)
+        self.problem = problem
+
+
+def write_advice(error: OSError) -> str:
+    """What to do about ``error`` (raised while writing), in a few words."""
+    if isinstance(error, OutputError):
+        return error.problem
+    return _ADVICE.get(error.errno or 0, error.strerror or str(error) or type(error).__name__)
 
 
 def output_error(path: str | os.PathLike, error: OSError) -> OutputError:
     """``error`` (raised while writing ``path``) as one line with what to do."""
     if isinstance(error, OutputError):
         return error
-    advice = _ADVICE.get(error.errno or 0, error.strerror or str(error))
-    return OutputError(path, advice)
+    return OutputError(path, write_advice(error))
 
 
 def temporary_prefix(path: Path) -> str:
@@ -147,7 +154,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def check_output_folder(folder: str | os.PathLike, what: str, need_bytes: int = 0) -> Path:
     """Make sure ``folder`` can take outputs before any work starts: it exists or can be made,
-    is a folder, is writable and has ``need_bytes`` free. OutputError (one line naming it and
+    is a folder, a file can be created in it (an unnamed temporary file: this also catches a
+    read-only file system) and it has ``need_bytes`` free. OutputError (one line naming it and
     ``what`` it is for) otherwise; returns the folder."""
     folder = Path(folder)
     for parent in [folder, *folder.parents]:
@@ -159,9 +167,11 @@ def check_output_folder(folder: str | os.PathLike, what: str, need_bytes: int = 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise output_error(folder, error) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        read_only = _read_only(folder)
-        raise OutputError(folder, _ADVICE[errno.EROFS if read_only else errno.EACCES])
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise output_error(folder, error) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise OutputError(
@@ -170,13 +180,6 @@ def check_output_folder(folder: str | os.PathLike, what: str, need_bytes: int = 
             "free some space or choose another folder",
         )
     return folder
-
-
-def _read_only(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
