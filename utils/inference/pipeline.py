@@ -26,6 +26,7 @@ from utils.io.atomic import OutputError
 from utils.io.images import write_png_atomic
 
 logger = logging.getLogger(__name__)
+LOADER_STOP_S = 60.0  # at most one frame's decode and transform
 
 
 class Loader(threading.Thread):
@@ -169,6 +170,9 @@ class Runner:
                     job.writer.abort()
             self._close_frame_bar()
             self.bar.close()
+            # The loader stops at its next frame; waiting for it keeps its native decoders from
+            # running while the interpreter shuts down (which can abort the process).
+            loader.join(timeout=LOADER_STOP_S)
         return self.processed, self.failed
 
     def _start(self, job: Job) -> None:
