@@ -11,9 +11,9 @@ from utils.memory import peak_rss_mb, reset_peak_rss
 
 
 @pytest.fixture(scope="module")
-def model(shared_dir):
+def model(fixtures_dir):
     m = build_model(tiny_model_cfg("tiny_res2net"))
-    load_checkpoint(m, shared_dir / "reference" / "tiny_res2net_weights.pth")
+    load_checkpoint(m, fixtures_dir / "golden" / "tiny_res2net_weights.pth")
     return m.eval()
 
 

@@ -1,5 +1,5 @@
 """run/Inference.py on real photos and a video made from them, with the tiny Res2Net model and
-its real weights (../shared/reference/tiny_res2net_weights.pth).
+its real weights (tests/fixtures/golden/tiny_res2net_weights.pth).
 
 Most runs call ``main()`` in this process (fast); the mixed-folder case runs the script as a
 user does (subprocess) to check its messages and exit status. Expected maps come from the
@@ -77,11 +77,11 @@ def video_facts(path: Path) -> tuple[float, int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, shared_dir):
+def work(tmp_path_factory, fixtures_dir):
     """A tiny config + checkpoint, a folder of real photos, a video and a mixed folder."""
     root = tmp_path_factory.mktemp("inference")
     (root / "snapshot").mkdir()
-    shutil.copy(shared_dir / "reference/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
+    shutil.copy(fixtures_dir / "golden/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
     model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
     model["PM"] = {"patch_size": 384, "stride": 192}
     config = {

@@ -1,6 +1,6 @@
 """run/Test.py: maps at the original size, resuming after a kill, bad inputs (tiny config, CPU).
 
-The checkpoint is the golden-fixture tiny Res2Net of ../shared/reference (random but
+The checkpoint is the golden-fixture tiny Res2Net of tests/fixtures/golden (random but
 well-conditioned weights, the same shapes as configs/InSPyReNet_Tiny.yaml): what is checked here
 (which files are written, their sizes, resuming, error reporting) does not depend on training.
 """
@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, shared_dir) -> tuple[Path, Path]:
+def setup(tmp_path_factory, fixtures_dir) -> tuple[Path, Path]:
     """(synthetic data folder with 12 test pairs, the tiny model's checkpoint)."""
     root = tmp_path_factory.mktemp("test_script")
     make_synthetic_dataset(root / "data", n_train=1, n_test=12, size=64, seed=5)
-    return root / "data", shared_dir / "reference" / "tiny_res2net_weights.pth"
+    return root / "data", fixtures_dir / "golden" / "tiny_res2net_weights.pth"
 
 
 def images(data: Path) -> list[Path]:

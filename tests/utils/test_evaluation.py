@@ -20,7 +20,7 @@ from utils.image_io import read_mask
 from utils.metrics import METRICS, boundary_accuracy, check_metrics
 
 NINE = ["Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm"]
-# our name -> the key in ../shared/peer/pysodmetrics/version_performance.json
+# our name -> the key in tests/fixtures/pysodmetrics/version_performance.json
 PEER_KEYS = {
     "Sm": "Smeasure",
     "wFm": "wFmeasure",
@@ -35,8 +35,8 @@ PEER_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def peer_dir(shared_dir) -> Path:
-    return shared_dir / "peer" / "pysodmetrics"
+def peer_dir(fixtures_dir) -> Path:
+    return fixtures_dir / "pysodmetrics"
 
 
 def peer_expected(peer_dir: Path) -> dict[str, float]:

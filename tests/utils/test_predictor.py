@@ -1,4 +1,4 @@
-"""utils/predictor.py with the tiny Res2Net model and its real weights (../shared/reference).
+"""utils/predictor.py with the tiny Res2Net model and its real weights (tests/fixtures/golden).
 
 Expected numbers come from the spec's chain (architecture §16.3): the config's test transforms,
 the model's own ``pred`` (σ + min–max, §10.3), bilinT to the original size, floor(·255).
@@ -56,9 +56,9 @@ def tiny_config(transforms: dict, ckpt_dir, pm_stride: int = 192) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory, shared_dir):
+def ckpt_dir(tmp_path_factory, fixtures_dir):
     folder = tmp_path_factory.mktemp("snapshot")
-    shutil.copy(shared_dir / "reference" / "tiny_res2net_weights.pth", folder / "latest.pth")
+    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", folder / "latest.pth")
     return folder
 
 
