@@ -44,6 +44,7 @@ def test_low_resolution_case(fixture_model, fixtures_dir):
     check_pyramids(out, fx)
 
 
+@pytest.mark.slow
 def test_pyramid_blending_case(fixture_model, fixtures_dir):
     name, model = fixture_model
     fx = load_case(fixtures_dir, name, "hr")

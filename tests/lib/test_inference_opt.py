@@ -30,6 +30,7 @@ def _fixture_inputs(fixtures_dir, name):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_optimized_logits_match_plain(fixture_model, fixtures_dir, channels_last):
     name, model = fixture_model

@@ -139,6 +139,7 @@ def map_outputs(work):
     return dest
 
 
+@pytest.mark.slow
 def test_every_type_on_photos(work, map_outputs):
     types = ["rgba", "green", "white", "[255,0,0]", "blur", "overlay", work.background]
     for number, kind in enumerate(types):
@@ -159,6 +160,7 @@ def test_default_dest_single_image(work, monkeypatch):
     assert (work.root / "results/tiny/colour_1_2_3/coffee.png").is_file()
 
 
+@pytest.mark.slow
 def test_video_keeps_fps_size_and_frame_count(work):
     assert video_facts(work.video) == (FPS, *FRAME_SIZE, FRAMES)  # what the test encoded
     dest = work.root / "out" / "video"
@@ -186,6 +188,7 @@ def test_video_keeps_fps_size_and_frame_count(work):
     assert read(dest / "clip" / "000000.png").shape == (FRAME_SIZE[1], FRAME_SIZE[0], 4)
 
 
+@pytest.mark.slow
 def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
     dest = work.root / "out" / "mixed"
     command = [
@@ -234,6 +237,7 @@ def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
     assert "error: " in err and "broken.jpg" in err
 
 
+@pytest.mark.slow
 def test_jit_and_batched_outputs_equal_one_by_one(work, map_outputs, monkeypatch):
     batches = []
     predict = script.Predictor.predict_prepared

@@ -49,6 +49,7 @@ def test_maps_at_the_original_size(setup, tmp_path, capsys):
     assert "0 written, 12 already there" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_missing_maps_only(setup, tmp_path):
     _, ckpt = setup
     data, total = tmp_path / "data", 40  # enough maps for the kill to land part-way
@@ -77,6 +78,7 @@ def test_killed_run_resumes_with_the_missing_maps_only(setup, tmp_path):
         assert read_mask(out / f"{image.stem}.png").shape == read_image_size(image)
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_named_and_skipped(setup, tmp_path, capsys):
     data, ckpt = setup
     copy = tmp_path / "data"
@@ -121,6 +123,7 @@ def test_missing_checkpoint_is_one_line(setup, tmp_path, capsys):
     assert err.startswith("error: ") and "absent.pth" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_pm_inference_writes_maps(setup, tmp_path):
     """--PM (patch merging, Model.PM) also gives maps at the original size."""
     data, ckpt = setup

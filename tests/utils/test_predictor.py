@@ -143,6 +143,7 @@ def test_batch_equals_one_by_one(predictor, photos, monkeypatch):
     assert np.abs(own[0, 0].numpy() - single[1]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, monkeypatch):
     eager = predictor.predict(photos[0])
     traced = Predictor.from_config(config, device="cpu", jit=True)
@@ -160,6 +161,7 @@ def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, mon
     np.testing.assert_array_equal(again, first)
 
 
+@pytest.mark.slow
 def test_pm_and_pyramid_blending_on_a_large_image(ckpt_dir, photos, capsys):
     """2000x3000 photo. dynamic_resize L=640 (not the published 1280) keeps the tiny model's HR
     pass at 640x960 (~2 s here instead of ~9 s at 1280x1920, where the peak is ~2 GB more):
