@@ -1,5 +1,5 @@
-"""Shared test setup: the repository root on sys.path, the location of ../shared and a maker of
-decompression-bomb PNGs."""
+"""Shared test setup: the repository root on sys.path, the location of tests/fixtures and a maker
+of decompression-bomb PNGs."""
 
 import struct
 import sys
@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The read-only ../shared folder (fixtures, peer data, docs) beside the checkout."""
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: CI must have ../shared beside the checkout")
-    return SHARED
+def fixtures_dir() -> Path:
+    """tests/fixtures: golden fixtures, pysodmetrics peer data, the published download list
+    (tests/fixtures/README.md says where each file came from)."""
+    return FIXTURES
 
 
 def _png_claiming(width: int, height: int) -> bytes:

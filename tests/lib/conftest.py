@@ -18,9 +18,9 @@ def tiny_model_cfg(name: str) -> dict:
 
 
 @pytest.fixture(scope="module", params=["tiny_swin", "tiny_res2net"])
-def fixture_model(request, shared_dir):
+def fixture_model(request, fixtures_dir):
     """(name, model with the golden weights loaded) for each tiny fixture model."""
     torch.manual_seed(0)
     model = build_model(tiny_model_cfg(request.param))
-    load_checkpoint(model, shared_dir / "reference" / f"{request.param}_weights.pth")
+    load_checkpoint(model, fixtures_dir / "golden" / f"{request.param}_weights.pth")
     return request.param, model

@@ -1,6 +1,6 @@
-"""The tiny models reproduce the authors' implementation (../shared/reference fixtures).
+"""The tiny models reproduce the authors' implementation (tests/fixtures/golden).
 
-Tolerances are the fixtures' recommended ones (reference/README.md, "Tolerances"): logits
+Tolerances are the fixtures' recommended ones (tests/fixtures/README.md, "Tolerances"): logits
 atol 2e-3 + rtol 1e-4 with mean |diff| <= 1e-4; pred atol 1e-3, mean <= 1e-4; loss 1e-5;
 transition masks exact.
 """
@@ -24,8 +24,8 @@ def assert_close(name, mine, ref, atol, rtol, mean):
     assert diff.mean() <= mean, f"{name}: mean diff {diff.mean():.2e} > {mean}"
 
 
-def load_case(shared_dir, name, case):
-    return dict(np.load(shared_dir / "reference" / f"{name}_{case}.npz"))
+def load_case(fixtures_dir, name, case):
+    return dict(np.load(fixtures_dir / "golden" / f"{name}_{case}.npz"))
 
 
 def check_pyramids(out, fx):
@@ -36,17 +36,18 @@ def check_pyramids(out, fx):
     assert_close("pred", out["pred"], fx["out_pred"], **PRED)
 
 
-def test_low_resolution_case(fixture_model, shared_dir):
+def test_low_resolution_case(fixture_model, fixtures_dir):
     name, model = fixture_model
-    fx = load_case(shared_dir, name, "lr")
+    fx = load_case(fixtures_dir, name, "lr")
     with torch.no_grad():
         out = model.eval()({"image": torch.from_numpy(fx["in_image"])})
     check_pyramids(out, fx)
 
 
-def test_pyramid_blending_case(fixture_model, shared_dir):
+@pytest.mark.slow
+def test_pyramid_blending_case(fixture_model, fixtures_dir):
     name, model = fixture_model
-    fx = load_case(shared_dir, name, "hr")
+    fx = load_case(fixtures_dir, name, "hr")
     image = torch.from_numpy(fx["in_image"])
     resized = torch.from_numpy(fx["in_image_resized"])
     with torch.no_grad():
@@ -66,9 +67,9 @@ def test_pyramid_blending_case(fixture_model, shared_dir):
         assert (mask.numpy() != expected).sum() == 0, f"transition {level} masks differ"
 
 
-def test_training_case(fixture_model, shared_dir):
+def test_training_case(fixture_model, fixtures_dir):
     name, model = fixture_model
-    fx = load_case(shared_dir, name, "train")
+    fx = load_case(fixtures_dir, name, "train")
     sample = {"image": torch.from_numpy(fx["in_image"]), "gt": torch.from_numpy(fx["in_gt"])}
     out = model.train()(sample)
     model.eval()
@@ -78,12 +79,12 @@ def test_training_case(fixture_model, shared_dir):
 
 
 @pytest.mark.parametrize("case", ["lr"])
-def test_wrong_interpolation_would_fail(fixture_model, shared_dir, case, monkeypatch):
+def test_wrong_interpolation_would_fail(fixture_model, fixtures_dir, case, monkeypatch):
     """The comparison is sharp: a plausible bug (align_corners flipped in the decoder) fails."""
     import lib.modules.paa as paa
 
     name, model = fixture_model
-    fx = load_case(shared_dir, name, case)
+    fx = load_case(fixtures_dir, name, case)
     real = paa.F.interpolate
 
     def flipped(x, size=None, mode="nearest", align_corners=None):

@@ -18,9 +18,9 @@ from lib.inference_opt import fold_batchnorm, optimize_for_inference
 from lib.modules.conv import ConvBlock
 
 
-def _fixture_inputs(shared_dir, name):
-    lr = np.load(shared_dir / "reference" / f"{name}_lr.npz")
-    hr = np.load(shared_dir / "reference" / f"{name}_hr.npz")
+def _fixture_inputs(fixtures_dir, name):
+    lr = np.load(fixtures_dir / "golden" / f"{name}_lr.npz")
+    hr = np.load(fixtures_dir / "golden" / f"{name}_hr.npz")
     return [
         {"image": torch.from_numpy(lr["in_image"])},
         {
@@ -30,15 +30,16 @@ def _fixture_inputs(shared_dir, name):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_optimized_logits_match_plain(fixture_model, shared_dir, channels_last):
+def test_optimized_logits_match_plain(fixture_model, fixtures_dir, channels_last):
     name, model = fixture_model
     plain = model.eval()
     fast = optimize_for_inference(copy.deepcopy(plain), channels_last=channels_last)
     assert all(m.bn is None for m in fast.modules() if isinstance(m, ConvBlock))
     layout = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode():
-        for sample in _fixture_inputs(shared_dir, name):
+        for sample in _fixture_inputs(fixtures_dir, name):
             want = plain(dict(sample))["saliency"][-1]
             fast_sample = {k: v.contiguous(memory_format=layout) for k, v in sample.items()}
             got = fast(fast_sample)["saliency"][-1]

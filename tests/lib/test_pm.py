@@ -12,9 +12,9 @@ from utils.io.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
-def model(shared_dir):
+def model(fixtures_dir):
     m = build_model(tiny_model_cfg("tiny_res2net"))
-    load_checkpoint(m, shared_dir / "reference" / "tiny_res2net_weights.pth")
+    load_checkpoint(m, fixtures_dir / "golden" / "tiny_res2net_weights.pth")
     return m.eval()
 
 

@@ -1,5 +1,5 @@
 """Full-size models have exactly the official checkpoints' keys, shapes, dtypes and order
-(../shared/reference/state_dict_keys_*.txt), and project checkpoints round-trip strictly."""
+(tests/fixtures/golden/state_dict_keys_*.txt), and project checkpoints round-trip strictly."""
 
 import json
 
@@ -23,34 +23,33 @@ def read_key_file(path):
     "config_name, key_file",
     [("InSPyReNet_SwinB", "swinb"), ("InSPyReNet_Res2Net50", "res2net50")],
 )
-def test_full_size_state_dict_matches_official(config_name, key_file, shared_dir):
+def test_full_size_state_dict_matches_official(config_name, key_file, fixtures_dir):
     model = build_model({"name": config_name, "depth": 64, "pretrained": False})
     mine = [
         (k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
         for k, v in model.state_dict().items()
     ]
-    expected = read_key_file(shared_dir / "reference" / f"state_dict_keys_{key_file}.txt")
+    expected = read_key_file(fixtures_dir / "golden" / f"state_dict_keys_{key_file}.txt")
     assert len(mine) == len(expected)
     for got, want in zip(mine, expected, strict=True):
         assert got == want
 
 
 @pytest.mark.parametrize("name", ["tiny_swin", "tiny_res2net"])
-def test_tiny_state_dicts_match_fixture_keys(name, shared_dir):
+def test_tiny_state_dicts_match_fixture_keys(name, fixtures_dir):
     model = build_model(tiny_model_cfg(name))
     mine = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     expected = [
-        (k, s)
-        for k, s, _ in read_key_file(shared_dir / "reference" / f"state_dict_keys_{name}.txt")
+        (k, s) for k, s, _ in read_key_file(fixtures_dir / "golden" / f"state_dict_keys_{name}.txt")
     ]
     assert mine == expected
 
 
-def test_saved_checkpoint_loads_strictly_and_gives_identical_outputs(tmp_path, shared_dir):
+def test_saved_checkpoint_loads_strictly_and_gives_identical_outputs(tmp_path, fixtures_dir):
     cfg = tiny_model_cfg("tiny_res2net")
     torch.manual_seed(1)
     first = build_model(cfg)
-    load_checkpoint(first, shared_dir / "reference" / "tiny_res2net_weights.pth")
+    load_checkpoint(first, fixtures_dir / "golden" / "tiny_res2net_weights.pth")
     path = tmp_path / "snap" / "latest.pth"
     save_checkpoint(first, path)
 

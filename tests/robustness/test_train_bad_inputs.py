@@ -61,6 +61,7 @@ def test_dataset_item_of_each_mask(dataset, corpus, mask):
     check_item(dataset, corpus, mask)
 
 
+# Three training runs, about 6 s on 2 CPU cores: every test that uses them is marked slow.
 @pytest.fixture(scope="module")
 def runs(corpus, run_script, tmp_path_factory):
     """Train.py on the good pairs, on them plus the two bombs, and on the whole bad set."""
@@ -86,6 +87,7 @@ def runs(corpus, run_script, tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_the_runs_go_on_and_exit_0(runs):
     """Exit 0 (run/Train.py's docstring). Of the 18 pairs of the bad set, the two bombs are left
     out when listed; of the 16 training images (8 full batches), the two that fail to decode are
@@ -109,14 +111,17 @@ def check_run_messages(runs, corpus, bad) -> None:
         assert any(bad.problem in line for line in lines), runs.bad.lines
 
 
+@pytest.mark.slow
 def test_training_run_names_each_refused_photo(runs, corpus, photo):
     check_run_messages(runs, corpus, photo)
 
 
+@pytest.mark.slow
 def test_training_run_names_each_refused_mask(runs, corpus, mask):
     check_run_messages(runs, corpus, mask)
 
 
+@pytest.mark.slow
 def test_files_refused_when_listed_leave_training_unchanged(runs):
     """The same seed on the same usable pairs: the very same weights, tensor for tensor."""
     assert "2 training file(s) cannot be read and are left out" in runs.listed.lines

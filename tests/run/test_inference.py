@@ -1,5 +1,5 @@
 """run/Inference.py on real photos and a video made from them, with the tiny Res2Net model and
-its real weights (../shared/reference/tiny_res2net_weights.pth).
+its real weights (tests/fixtures/golden/tiny_res2net_weights.pth).
 
 Most runs call ``main()`` in this process (fast); the mixed-folder case runs the script as a
 user does (subprocess) to check its messages and exit status. Expected maps come from the
@@ -81,11 +81,11 @@ def video_facts(path: Path) -> tuple[float, int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, shared_dir):
+def work(tmp_path_factory, fixtures_dir):
     """A tiny config + checkpoint, a folder of real photos, a video and a mixed folder."""
     root = tmp_path_factory.mktemp("inference")
     (root / "snapshot").mkdir()
-    shutil.copy(shared_dir / "reference/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
+    shutil.copy(fixtures_dir / "golden/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
     model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
     model["PM"] = {"patch_size": 384, "stride": 192}
     config = {
@@ -143,6 +143,7 @@ def map_outputs(work):
     return dest
 
 
+@pytest.mark.slow
 def test_every_type_on_photos(work, map_outputs):
     types = ["rgba", "green", "white", "[255,0,0]", "blur", "overlay", work.background]
     for number, kind in enumerate(types):
@@ -163,6 +164,7 @@ def test_default_dest_single_image(work, monkeypatch):
     assert (work.root / "results/tiny/colour_1_2_3/coffee.png").is_file()
 
 
+@pytest.mark.slow
 def test_video_keeps_fps_size_and_frame_count(work):
     assert video_facts(work.video) == (FPS, *FRAME_SIZE, FRAMES)  # what the test encoded
     dest = work.root / "out" / "video"
@@ -190,6 +192,7 @@ def test_video_keeps_fps_size_and_frame_count(work):
     assert read(dest / "clip" / "000000.png").shape == (FRAME_SIZE[1], FRAME_SIZE[0], 4)
 
 
+@pytest.mark.slow
 def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
     dest = work.root / "out" / "mixed"
     command = [
@@ -238,6 +241,7 @@ def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
     assert "error: " in err and "broken.jpg" in err
 
 
+@pytest.mark.slow
 def test_jit_and_batched_outputs_equal_one_by_one(work, map_outputs, monkeypatch):
     batches = []
     predict = Predictor.predict_prepared

@@ -1,6 +1,6 @@
 """run/Test.py: maps at the original size, resuming after a kill, bad inputs (tiny config, CPU).
 
-The checkpoint is the golden-fixture tiny Res2Net of ../shared/reference (random but
+The checkpoint is the golden-fixture tiny Res2Net of tests/fixtures/golden (random but
 well-conditioned weights, the same shapes as configs/InSPyReNet_Tiny.yaml): what is checked here
 (which files are written, their sizes, resuming, error reporting) does not depend on training.
 """
@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, shared_dir) -> tuple[Path, Path]:
+def setup(tmp_path_factory, fixtures_dir) -> tuple[Path, Path]:
     """(synthetic data folder with 12 test pairs, the tiny model's checkpoint)."""
     root = tmp_path_factory.mktemp("test_script")
     make_synthetic_dataset(root / "data", n_train=1, n_test=12, size=64, seed=5)
-    return root / "data", shared_dir / "reference" / "tiny_res2net_weights.pth"
+    return root / "data", fixtures_dir / "golden" / "tiny_res2net_weights.pth"
 
 
 def images(data: Path) -> list[Path]:
@@ -49,6 +49,7 @@ def test_maps_at_the_original_size(setup, tmp_path, capsys):
     assert "0 written, 12 already there" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_missing_maps_only(setup, tmp_path):
     _, ckpt = setup
     data, total = tmp_path / "data", 40  # enough maps for the kill to land part-way
@@ -77,6 +78,7 @@ def test_killed_run_resumes_with_the_missing_maps_only(setup, tmp_path):
         assert read_mask(out / f"{image.stem}.png").shape == read_image_size(image)
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_named_and_skipped(setup, tmp_path, capsys):
     data, ckpt = setup
     copy = tmp_path / "data"
@@ -121,6 +123,7 @@ def test_missing_checkpoint_is_one_line(setup, tmp_path, capsys):
     assert err.startswith("error: ") and "absent.pth" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_pm_inference_writes_maps(setup, tmp_path):
     """--PM (patch merging, Model.PM) also gives maps at the original size."""
     data, ckpt = setup

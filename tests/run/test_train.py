@@ -44,6 +44,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.allclose(a[key].float(), b[key].float(), rtol=0, atol=1e-6), key
 
 
+# About 30 s on 2 CPU cores: every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory) -> Path:
     """An uninterrupted 3-epoch run (seed 0): the weights every resumed run must reach."""
@@ -67,6 +68,7 @@ def on_loss_call(monkeypatch, call: int, action) -> None:
     monkeypatch.setattr(utils.engine.loop, "pyramid_loss", wrapped)
 
 
+@pytest.mark.slow
 def test_outputs_of_a_run(reference):
     """Checkpoint files, the effective config with its seed, and one log row per step."""
     files = sorted(path.name for path in reference.iterdir())
@@ -95,6 +97,7 @@ def send(signum: int):
     return action
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_gives_the_same_weights(
     data, reference, tmp_path, capsys, monkeypatch
 ):
@@ -117,6 +120,7 @@ def test_sigterm_mid_epoch_then_resume_gives_the_same_weights(
     assert read_log(ckpt / "train_log.csv") == read_log(reference / "train_log.csv")
 
 
+@pytest.mark.slow
 def test_resume_at_an_epoch_boundary(data, reference, tmp_path, monkeypatch):
     """Stopped right after epoch 1 (SIGINT, as Ctrl-C): the same final weights after --resume."""
     ckpt = tmp_path / "ckpt"
@@ -129,6 +133,7 @@ def test_resume_at_an_epoch_boundary(data, reference, tmp_path, monkeypatch):
     assert_same_weights(weights(ckpt), weights(reference))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_from_the_last_checkpoint(data, reference, tmp_path):
     ckpt = tmp_path / "ckpt"
     command = [sys.executable, str(ROOT / "run" / "Train.py"), *train_argv(data, ckpt)]
@@ -169,6 +174,7 @@ sys.exit(Train.main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_then_resume(data, reference, tmp_path):
     """Killed while writing epoch 2's state.pth (rename 3: epoch 1 wrote state.pth and
     latest.pth): --resume starts from epoch 1's complete pair, ends with exactly the weights of
@@ -216,6 +222,7 @@ def test_debug_tiles_and_mixed_precision(data, tmp_path):
     assert len(losses) == 2 and all(0 < loss < 100 for loss in losses)
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_schedule(data, reference, capsys):
     status = Train.main(train_argv(data, reference, epochs=5) + ["--resume"])
     assert status == 1

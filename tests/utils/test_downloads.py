@@ -549,14 +549,14 @@ def test_manifest_errors_name_the_entry(tmp_path):
 # the real manifest against the published facts
 
 
-def test_real_manifest_matches_the_published_download_list(shared_dir):
+def test_real_manifest_matches_the_published_download_list(fixtures_dir):
     from lib.registry import MODELS
     from utils.io.checkpoint import BACKBONE_DIR, BACKBONE_WEIGHTS
     from utils.io.manifest import install_item_for
 
     manifest = load_manifest()
     items = {item.name: item for item in manifest.items}
-    facts = yaml.safe_load((shared_dir / "docs/downloads.yaml").read_text(encoding="utf-8"))
+    facts = yaml.safe_load((fixtures_dir / "downloads.yaml").read_text(encoding="utf-8"))
     for fact in facts["items"]:
         item = items[fact["name"]]
         urls = [source.url for source in item.sources]

@@ -17,7 +17,7 @@ from utils.io.files import natural_key
 from utils.io.images import read_mask
 
 NINE = ["Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm"]
-# our name -> the key in ../shared/peer/pysodmetrics/version_performance.json
+# our name -> the key in tests/fixtures/pysodmetrics/version_performance.json
 PEER_KEYS = {
     "Sm": "Smeasure",
     "wFm": "wFmeasure",
@@ -32,8 +32,8 @@ PEER_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def peer_dir(shared_dir) -> Path:
-    return shared_dir / "peer" / "pysodmetrics"
+def peer_dir(fixtures_dir) -> Path:
+    return fixtures_dir / "pysodmetrics"
 
 
 def peer_expected(peer_dir: Path) -> dict[str, float]:

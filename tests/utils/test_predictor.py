@@ -1,5 +1,5 @@
 """utils/inference/predictor.py with the tiny Res2Net model and its real weights
-(../shared/reference).
+(tests/fixtures/golden).
 
 Expected numbers come from the spec's chain (architecture §16.3): the config's test transforms,
 the model's own ``pred`` (σ + min–max, §10.3), bilinT to the original size, floor(·255).
@@ -58,9 +58,9 @@ def tiny_config(transforms: dict, ckpt_dir, pm_stride: int = 192) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory, shared_dir):
+def ckpt_dir(tmp_path_factory, fixtures_dir):
     folder = tmp_path_factory.mktemp("snapshot")
-    shutil.copy(shared_dir / "reference" / "tiny_res2net_weights.pth", folder / "latest.pth")
+    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", folder / "latest.pth")
     return folder
 
 
@@ -145,6 +145,7 @@ def test_batch_equals_one_by_one(predictor, photos, monkeypatch):
     assert np.abs(own[0, 0].numpy() - single[1]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, monkeypatch):
     eager = predictor.predict(photos[0])
     traced = Predictor.from_config(config, device="cpu", jit=True)
@@ -162,6 +163,7 @@ def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, mon
     np.testing.assert_array_equal(again, first)
 
 
+@pytest.mark.slow
 def test_pm_and_pyramid_blending_on_a_large_image(ckpt_dir, photos, capsys):
     """2000x3000 photo. dynamic_resize L=640 (not the published 1280) keeps the tiny model's HR
     pass at 640x960 (~2 s here instead of ~9 s at 1280x1920, where the peak is ~2 GB more):
