@@ -18,11 +18,34 @@ Rules:
 * A section (``Model``, ``Train``, ``Test``, ``Eval``) may be left out of a file; a script names
   the sections it needs with ``require=``. An evaluation-only config (``configs/SotA/*.yaml``) has
   just ``Eval``. Absent sections are absent from the returned dict.
-* Any problem (unknown key, missing required key, wrong type, bad override, unreadable YAML)
-  raises :class:`ConfigError` with one line naming the file and the dotted key.
-* Override values are parsed with ``yaml.safe_load`` (``[a,b]`` is a list, ``null`` is None);
-  nothing is ever evaluated as code.
+* Any problem (unknown key, missing required key, wrong type, out-of-range number, bad
+  override, unreadable YAML) raises :class:`ConfigError` with one line naming the file and the
+  dotted key.
+* Numbers are range-checked at load by the schema itself (each :class:`Key`'s :class:`Range`,
+  shown by ``python -m utils.config``): e.g. ``batch_size >= 1``, ``lr`` a finite number > 0,
+  ``base_size`` two multiples of 32 in 32..4096. Float keys never take nan or inf.
+* The layers above add their registries' checks with ``checks=`` (dotted key -> callable), e.g.
+  the scripts pass ``data.transforms.CONFIG_CHECKS`` so that a misspelt transform is refused at
+  load, naming the key and the file, although this module sits below ``data``.
+* Override values are parsed as YAML (``[a,b]`` is a list, ``null`` is None); nothing is ever
+  evaluated as code.
 * Floats written as ``1e-5`` (which YAML 1.1 reads as a string) are accepted for float keys.
+
+Untrusted files: configs are YAML read with PyYAML's safe loader, with these limits on top (the
+file and override values alike), each refused with one line naming the file, the dotted key and
+the line:
+
+* Only a regular file is opened (:func:`utils.io.files.file_problem` looks first), so a FIFO or
+  a device given as ``--config`` cannot block the run, and at most :data:`MAX_CONFIG_BYTES`
+  (1 MiB; the shipped configs are ~3 KB) are read.
+* Anchors and aliases (``&a`` / ``*a``) are allowed, but the document, aliases expanded, may
+  hold at most :data:`MAX_VALUES` values and nest :data:`MAX_DEPTH` levels. safe_load builds
+  shared objects, so an "alias bomb" (a billion laughs in a few hundred bytes) loads in no time
+  and only explodes later, when the effective config is written out; it is counted on the parsed
+  node graph instead, before anything is built. An alias inside its own anchor (a recursive
+  value) is refused too.
+* A key given twice in one mapping is refused (YAML would silently keep the last value), naming
+  both lines.
 """
 
 from __future__ import annotations
@@ -30,8 +53,9 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +63,12 @@ from typing import Any
 import yaml
 
 from utils.io.atomic import write_bytes_atomic
+from utils.io.files import file_problem
 
 SECTIONS = ("Model", "Train", "Test", "Eval")
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: the shipped configs are ~3 KB
+MAX_VALUES = 10_000  # values once aliases are expanded: the shipped configs have ~250
+MAX_DEPTH = 32  # nesting levels: the schema has 3, transform arguments 2 more
 
 
 class ConfigError(ValueError):
@@ -58,13 +86,40 @@ REQUIRED = _Required()
 
 
 @dataclass(frozen=True)
+class Range:
+    """The numbers a key allows: ``low <= x`` (``low < x`` when ``low_open``), ``x <= high``
+    when ``high`` is given, ``x`` a multiple of ``step`` when given; never nan or inf."""
+
+    low: int | float
+    high: int | float | None = None
+    step: int | None = None
+    low_open: bool = False
+
+    def allows(self, number: float) -> bool:
+        """Whether ``number`` is in the range."""
+        if not math.isfinite(number):
+            return False
+        above = number > self.low if self.low_open else number >= self.low
+        below = self.high is None or number <= self.high
+        return above and below and (self.step is None or number % self.step == 0)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            bound = f"{'>' if self.low_open else '>='} {self.low}"
+        else:
+            bound = f"in {self.low}..{self.high}"
+        return f"a multiple of {self.step} {bound}" if self.step else bound
+
+
+@dataclass(frozen=True)
 class Key:
     """One leaf of the schema.
 
     ``kind`` is one of ``str``, ``int``, ``float``, ``bool``, ``str_list``, ``int_pair``,
     ``mapping`` (free-form, validated by whoever consumes it) or ``transforms`` (an ordered
     mapping of transform name -> argument mapping or null). ``nullable`` also allows null;
-    ``choices`` restricts a ``str``.
+    ``choices`` restricts a ``str``; ``range`` the numbers of an ``int``, ``float`` or each of
+    an ``int_pair`` (every numeric key has one).
     """
 
     kind: str
@@ -72,6 +127,20 @@ class Key:
     doc: str
     nullable: bool = False
     choices: tuple[str, ...] = ()
+    range: Range | None = None
+
+
+# The ranges of the schema. SIDE: lib's network halves its input five times (strides 4..32) and
+# patch merging needs multiples of 32 (lib/pm.py); 4096 is four times the largest published
+# base size (SwinB_HR, 1024): SICA pools its stage-0 context at the base size, 64 channels of
+# 4096x4096 floats are already 4 GiB per image, and a larger side cannot be run on any GPU.
+SIDE = Range(32, 4096, step=32)
+AT_LEAST_0 = Range(0)
+AT_LEAST_1 = Range(1)
+POSITIVE = Range(0, low_open=True)
+# Seeds seed numpy's legacy generator (0..2**32-1) and torch generators (seed * 100003 + epoch
+# must stay below 2**64, utils/engine/setup.py).
+SEED = Range(0, 2**32 - 1)
 
 
 def _dataset_section(split: str) -> dict[str, Key]:
@@ -90,15 +159,23 @@ def _dataset_section(split: str) -> dict[str, Key]:
 SCHEMA: dict[str, dict[str, Any]] = {
     "Model": {
         "name": Key("str", REQUIRED, "registered model name, e.g. InSPyReNet_SwinB"),
-        "depth": Key("int", 64, "channels of the decoder / attention heads"),
+        "depth": Key("int", 64, "channels of the decoder / attention heads", range=AT_LEAST_1),
         "pretrained": Key("bool", True, "start the backbone from ImageNet weights"),
-        "base_size": Key("int_pair", [384, 384], "[H, W] training size; fixes SICA's context size"),
+        "base_size": Key(
+            "int_pair", [384, 384], "[H, W] training size; fixes SICA's context size", range=SIDE
+        ),
         "threshold": Key(
-            "int", 512, "inputs with H or W <= this take the LR branch; null: never", True
+            "int",
+            512,
+            "inputs with H or W <= this take the LR branch; null: never",
+            True,
+            range=AT_LEAST_0,
         ),
         "PM": {
-            "patch_size": Key("int", 384, "Patch-Merging inference: patch side in pixels"),
-            "stride": Key("int", 96, "Patch-Merging inference: stride between patches"),
+            "patch_size": Key(
+                "int", 384, "Patch-Merging inference: patch side in pixels", range=SIDE
+            ),
+            "stride": Key("int", 96, "Patch-Merging inference: stride between patches", range=SIDE),
         },
         "backbone": Key(
             "mapping", {}, "extra keyword arguments for the backbone constructor (tiny models)"
@@ -108,26 +185,32 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "Train": {
         "Dataset": _dataset_section("training"),
         "Dataloader": {
-            "batch_size": Key("int", REQUIRED, "images per batch (per process under DDP)"),
+            "batch_size": Key(
+                "int", REQUIRED, "images per batch (per process under DDP)", range=AT_LEAST_1
+            ),
             "shuffle": Key("bool", True, "shuffle the training set every epoch"),
-            "num_workers": Key("int", 8, "data-loading worker processes"),
+            "num_workers": Key("int", 8, "data-loading worker processes", range=AT_LEAST_0),
             "pin_memory": Key("bool", False, "page-locked host memory for faster GPU copies"),
         },
         "Optimizer": {
             "type": Key("str", "Adam", "optimiser; the head gets 10x lr (in code)"),
-            "lr": Key("float", 1.0e-05, "backbone learning rate"),
-            "weight_decay": Key("float", 0.0, "L2 weight decay"),
+            "lr": Key("float", 1.0e-05, "backbone learning rate", range=POSITIVE),
+            "weight_decay": Key("float", 0.0, "L2 weight decay", range=AT_LEAST_0),
             "mixed_precision": Key("bool", False, "automatic mixed precision (AMP) training"),
         },
         "Scheduler": {
             "type": Key("str", "PolyLr", "learning-rate schedule, stepped every iteration"),
-            "epoch": Key("int", REQUIRED, "number of training epochs"),
-            "gamma": Key("float", 0.9, "polynomial decay power"),
-            "minimum_lr": Key("float", 1.0e-07, "floor of the polynomial decay"),
-            "warmup_iteration": Key("int", 12000, "iterations of linear warm-up from 0.1 x lr"),
+            "epoch": Key("int", REQUIRED, "number of training epochs", range=AT_LEAST_1),
+            "gamma": Key("float", 0.9, "polynomial decay power", range=AT_LEAST_0),
+            "minimum_lr": Key("float", 1.0e-07, "floor of the polynomial decay", range=AT_LEAST_0),
+            "warmup_iteration": Key(
+                "int", 12000, "iterations of linear warm-up from 0.1 x lr", range=AT_LEAST_0
+            ),
         },
         "Checkpoint": {
-            "checkpoint_epoch": Key("int", 1, "write a checkpoint every this many epochs"),
+            "checkpoint_epoch": Key(
+                "int", 1, "write a checkpoint every this many epochs", range=AT_LEAST_1
+            ),
             "checkpoint_dir": Key("str", REQUIRED, "folder for checkpoints and the used config"),
         },
         "Debug": {
@@ -135,7 +218,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
                 "str_list", ["saliency", "laplacian"], "model outputs drawn in debug images"
             ),
         },
-        "seed": Key("int", None, "random seed for a repeatable run; null: not seeded", True),
+        "seed": Key(
+            "int", None, "random seed for a repeatable run; null: not seeded", True, range=SEED
+        ),
     },
     "Test": {
         "Dataset": {
@@ -145,7 +230,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
             ),
         },
         "Dataloader": {
-            "num_workers": Key("int", 8, "data-loading worker processes"),
+            "num_workers": Key("int", 8, "data-loading worker processes", range=AT_LEAST_0),
             "pin_memory": Key("bool", True, "page-locked host memory for faster GPU copies"),
         },
         "Checkpoint": {
@@ -172,15 +257,22 @@ SCHEMA: dict[str, dict[str, Any]] = {
 # loading
 
 
+Check = Callable[[Any], object]
+
+
 def load_config(
     path: str | os.PathLike,
     overrides: Sequence[str] | None = None,
     require: Iterable[str] = (),
+    checks: Mapping[str, Check] | None = None,
 ) -> dict:
     """Load ``path``, apply ``KEY=VALUE`` overrides, fill defaults and validate.
 
     ``require`` names the sections the caller needs (e.g. ``("Model", "Test")``); any other
-    section may be absent. Raises :class:`ConfigError` (one line, naming the file and key).
+    section may be absent. ``checks`` maps dotted keys to callables run on the key's validated
+    value when its section is present (e.g. ``data.transforms.CONFIG_CHECKS``); the ValueError
+    or TypeError one raises becomes a ConfigError naming the file and the key. Raises
+    :class:`ConfigError` (one line, naming the file and key).
     """
     where = str(path)
     raw = _read_yaml(path)
@@ -199,18 +291,37 @@ def load_config(
             raise ValueError(f"unknown section {section!r} in require=")
         if section not in config:
             raise ConfigError(f"{where}: missing section {section} (this script needs it)")
+    for dotted, check in (checks or {}).items():
+        _run_check(where, config, dotted, check)
     return config
+
+
+def _run_check(where: str, config: dict, dotted: str, check: Check) -> None:
+    """``check(value of dotted)`` when its section is in ``config``; its error as ConfigError."""
+    parts = dotted.split(".")
+    spec: Any = SCHEMA
+    for part in parts:
+        spec = spec.get(part) if isinstance(spec, dict) else None
+    if not isinstance(spec, Key):
+        raise ValueError(f"checks= names {dotted!r}, which is not a key of the schema")
+    if parts[0] not in config:
+        return
+    value: Any = config
+    for part in parts:
+        value = value[part]
+    try:
+        check(value)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{where}: {dotted}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# reading YAML from untrusted files (see the module docstring)
 
 
 def _read_yaml(path: str | os.PathLike) -> dict:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config ({error})") from None
-    try:
-        data = yaml.safe_load(text)
+        data = _safe_load(str(path), _read_text(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -223,10 +334,119 @@ def _read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def _read_text(path: str | os.PathLike) -> str:
+    """The config file's text: a regular file only (never opened otherwise), at most 1 MiB."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise ConfigError(f"{path}: config {problem}")
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # bounded, even if the file grows meanwhile
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: config is larger than {MAX_CONFIG_BYTES} bytes (1 MiB), far more than any "
+            "config needs: is this the right file?"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: cannot read config (not UTF-8 text: {error.reason} at byte {error.start})"
+        ) from None
+
+
+def _safe_load(where: str, text: str, dotted: str = "") -> Any:
+    """``yaml.safe_load(text)`` after :class:`_NodeCheck` has looked at the composed nodes;
+    ``dotted`` is where ``text`` goes in the config (an override's key). YAMLError propagates;
+    the checks raise ConfigError."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise ConfigError(
+                f"{where}: {dotted or 'the config'} is nested more than {MAX_DEPTH} levels deep"
+            ) from None
+        if node is None:
+            return None
+        _NodeCheck(where).count(node, dotted, 0)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class _NodeCheck:
+    """One walk over a composed YAML node graph that refuses, by dotted key and line, a key
+    given twice in a mapping, nesting deeper than MAX_DEPTH, an alias inside its own anchor and
+    more than MAX_VALUES values once aliases are expanded. An aliased node is the same object
+    as its anchor, so its count is computed once: the walk is linear in the file's size."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.counts: dict[int, int] = {}  # id(node) -> values below it, aliases expanded
+        self.open: set[int] = set()  # the nodes being counted: an alias to one is a cycle
+
+    def count(self, node: yaml.Node, dotted: str, depth: int) -> int:
+        """Values in ``node`` (itself included), aliases expanded; ConfigError past a limit."""
+        ident = id(node)
+        if ident in self.counts:
+            return self.counts[ident]
+        at = f"{self.where}: {dotted or 'the top level'} (line {node.start_mark.line + 1})"
+        if ident in self.open:
+            raise ConfigError(f"{at}: an alias refers to the value that contains it")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{at}: nested more than {MAX_DEPTH} levels deep")
+        self.open.add(ident)
+        total = 1
+        for child, child_dotted in self._children(node, dotted):
+            total += self.count(child, child_dotted, depth + 1)
+            if total > MAX_VALUES:
+                raise ConfigError(
+                    f"{at}: more than {MAX_VALUES} values once YAML aliases are expanded (an "
+                    "alias bomb?); a config needs far fewer"
+                )
+        self.open.discard(ident)
+        self.counts[ident] = total
+        return total
+
+    def _children(self, node: yaml.Node, dotted: str) -> list[tuple[yaml.Node, str]]:
+        """The nodes directly inside ``node`` with their dotted keys (keys count as values)."""
+        if isinstance(node, yaml.SequenceNode):
+            return [(item, f"{dotted}[{index}]") for index, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            return []
+        self._refuse_duplicates(node, dotted)
+        children = []
+        for key, value in node.value:
+            name = _join(dotted, key.value if isinstance(key, yaml.ScalarNode) else "?")
+            children += [(key, name), (value, name)]
+        return children
+
+    def _refuse_duplicates(self, node: yaml.MappingNode, dotted: str) -> None:
+        """ConfigError for a key given twice in ``node`` (YAML would keep the last silently)."""
+        lines: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            ident, line = (key.tag, key.value), key.start_mark.line + 1
+            if ident in lines:
+                raise ConfigError(
+                    f"{self.where}: {_join(dotted, key.value)}: key given twice, at lines "
+                    f"{lines[ident]} and {line} (YAML would silently keep the last); remove one"
+                )
+            lines[ident] = line
+
+
+def _join(dotted: str, key: str) -> str:
+    return f"{dotted}.{key}" if dotted else key
+
+
 def _check_top_level(where: str, raw: dict) -> None:
     for key in raw:
         if key not in SCHEMA:
-            raise ConfigError(f"{where}: unknown key {key}{_did_you_mean(key, SCHEMA)}")
+            raise ConfigError(f"{where}: unknown key {key}{did_you_mean(key, SCHEMA)}")
 
 
 def _merge(where: str, schema: dict, value: Any, dotted: str, from_opts: set[str]) -> dict:
@@ -238,7 +458,7 @@ def _merge(where: str, schema: dict, value: Any, dotted: str, from_opts: set[str
     for key in value:
         if key not in schema:
             raise ConfigError(
-                f"{where}: unknown key {dotted}.{key}{_did_you_mean(str(key), schema)}"
+                f"{where}: unknown key {dotted}.{key}{did_you_mean(str(key), schema)}"
             )
     merged: dict = {}
     for key, spec in schema.items():
@@ -280,9 +500,24 @@ def _check_value(where: str, spec: Key, value: Any, dotted: str, from_opts: bool
     if spec.choices and checked not in spec.choices:
         raise ConfigError(
             f"{where}: {dotted} must be one of {', '.join(spec.choices)}, got {checked!r}"
-            f"{_did_you_mean(str(checked), spec.choices)}"
+            f"{did_you_mean(str(checked), spec.choices)}"
         )
+    numbers = checked if spec.kind == "int_pair" else [checked]
+    if spec.range is not None and not all(spec.range.allows(number) for number in numbers):
+        source = " (set by --opts)" if from_opts else ""
+        raise ConfigError(f"{where}: {dotted} must be {_allowed(spec)}, got {value!r}{source}")
     return checked
+
+
+def _allowed(spec: Key) -> str:
+    """The values of ``spec``'s range in words, e.g. 'an integer >= 1' or 'a finite number > 0'."""
+    if spec.kind == "float":
+        words = f"a finite number {spec.range}"
+    elif spec.kind == "int_pair":
+        words = f"a pair, each {spec.range}"
+    else:
+        words = str(spec.range) if spec.range.step else f"an integer {spec.range}"
+    return words + (" or null" if spec.nullable else "")
 
 
 _INVALID = object()
@@ -341,7 +576,7 @@ def _parse_override(where: str, override: str) -> tuple[str, Any]:
     if not sep or not dotted:
         raise ConfigError(f"{where}: override {override!r} must look like KEY=VALUE")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _safe_load(f"{where}: --opts", text, dotted) if text.strip() else None
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError(
@@ -363,7 +598,7 @@ def _set_override(where: str, raw: dict, dotted: str, value: Any) -> None:
             options = spec if isinstance(spec, dict) else {}
             raise ConfigError(
                 f"{where}: --opts {dotted}: unknown key {dotted}"
-                f"{_did_you_mean(part, options) if options else ''}"
+                f"{did_you_mean(part, options) if options else ''}"
                 + ("" if isinstance(spec, dict) else f" ({prefix} is not a section)")
             )
         spec = spec[part]
@@ -380,7 +615,8 @@ def _set_override(where: str, raw: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _did_you_mean(key: str, options: Iterable[str]) -> str:
+def did_you_mean(key: str, options: Iterable[str]) -> str:
+    """' (did you mean X?)' for the option closest to ``key`` (case first), or ''."""
     names = [str(option) for option in options]
     lowered = {name.lower(): name for name in names}
     if key.lower() in lowered:
@@ -411,9 +647,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
-def config_from_args(args: argparse.Namespace, require: Iterable[str] = ()) -> dict:
-    """``load_config(args.config, args.opts, require)`` for scripts using add_config_arguments."""
-    return load_config(args.config, getattr(args, "opts", None) or [], require=require)
+def config_from_args(
+    args: argparse.Namespace,
+    require: Iterable[str] = (),
+    checks: Mapping[str, Check] | None = None,
+) -> dict:
+    """``load_config(args.config, args.opts, require, checks)`` for scripts using
+    add_config_arguments."""
+    opts = getattr(args, "opts", None) or []
+    return load_config(args.config, opts, require=require, checks=checks)
 
 
 def config_name(path: str | os.PathLike) -> str:
@@ -457,6 +699,7 @@ def describe_schema() -> str:
                 shown = yaml.safe_dump(spec.default, default_flow_style=True).strip()
                 shown = shown.removesuffix("\n...").removesuffix("...").strip()
             comment = spec.doc + (f" ({' | '.join(spec.choices)})" if spec.choices else "")
+            comment += f" [{_allowed(spec)}]" if spec.range else ""
             lines.append(f"{pad}{key}: {shown}  # {comment}")
 
     walk(SCHEMA, 0)
