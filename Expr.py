@@ -83,12 +83,14 @@ def ensure_synthetic_data(cfg: Mapping) -> None:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from data.transforms import CONFIG_CHECKS
     from utils.inference.predictor import Predictor
     from utils.runtime import tune_malloc
 
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        cfg = config_from_args(args, require=("Model", "Train", "Test", "Eval"))
+        required = ("Model", "Train", "Test", "Eval")
+        cfg = config_from_args(args, require=required, checks=CONFIG_CHECKS)
     again = command_line("Expr.py", argv, ("--resume",))
     status, is_main = Train.train_with_args(cfg, args, again, lambda: ensure_synthetic_data(cfg))
     if status or not is_main:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
+from utils.config import did_you_mean
+
 Sample = dict[str, Any]
 _BILINEAR = Image.Resampling.BILINEAR
 _BICUBIC = Image.Resampling.BICUBIC
@@ -403,7 +405,9 @@ def _resolve(name: str, args: Mapping[str, Any]) -> type[Transform]:
     """The class for config entry ``name``: the seed's ``dynamic_resize`` takes ``stride``."""
     if name not in TRANSFORMS:
         valid = ", ".join(sorted(TRANSFORMS))
-        raise ValueError(f"unknown transform '{name}'; valid names: {valid}")
+        raise ValueError(
+            f"unknown transform '{name}'{did_you_mean(name, TRANSFORMS)}; valid names: {valid}"
+        )
     if name == "dynamic_resize" and "stride" in args:
         if "L" in args:
             raise ValueError(
@@ -445,3 +449,10 @@ def build_transforms(
     if not isinstance(spec, Mapping):
         raise ValueError(f"transforms must be a mapping of name -> arguments, got {spec!r}")
     return Compose([build_transform(name, args) for name, args in spec.items()], seed=seed)
+
+
+# What the scripts pass to utils.config.load_config(checks=): every transform of both pipelines
+# is built once at load, so a misspelt name ("did you mean ...?") or a bad argument is one config
+# error naming the file and the dotted key, before any model or data is touched. utils.config
+# sits below data and cannot know the registry itself.
+CONFIG_CHECKS = {f"{split}.Dataset.transforms": build_transforms for split in ("Train", "Test")}

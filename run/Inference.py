@@ -99,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _run(args: argparse.Namespace) -> int:
     from data.sources import open_source
+    from data.transforms import CONFIG_CHECKS
     from utils.inference.compose import parse_output_type
     from utils.inference.outputs import default_dest, pending_jobs, plan_jobs
     from utils.inference.pipeline import Runner, Settings
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
         output_type = parse_output_type(args.type)
-        cfg = config_from_args(args, require=("Model", "Test"))
+        cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
         source = open_source(args.source)
     webcam = source.media[0] if source.kind == "webcam" else None
     if webcam is not None:  # fail fast, before loading the model

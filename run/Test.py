@@ -85,12 +85,13 @@ def write_maps(cfg: Mapping, predictor, *, overwrite: bool = False, progress: bo
 
 
 def _run(args: argparse.Namespace) -> int:
+    from data.transforms import CONFIG_CHECKS
     from utils.inference.predictor import Predictor
     from utils.runtime import tune_malloc
 
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        cfg = config_from_args(args, require=("Model", "Test", "Eval"))
+        cfg = config_from_args(args, require=("Model", "Test", "Eval"), checks=CONFIG_CHECKS)
         predictor = Predictor.from_config(
             cfg, ckpt=args.ckpt, device=args.device, pm=args.PM, **speed_options(args)
         )

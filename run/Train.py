@@ -94,11 +94,12 @@ def train_with_args(
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from data.transforms import CONFIG_CHECKS
     from utils.runtime import tune_malloc
 
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        cfg = config_from_args(args, require=("Model", "Train"))
+        cfg = config_from_args(args, require=("Model", "Train"), checks=CONFIG_CHECKS)
     resume = command_line("run/Train.py", argv, ("--resume",))
     return train_with_args(cfg, args, resume)[0]
 
