@@ -97,8 +97,8 @@ class Range:
 
     def allows(self, number: float) -> bool:
         """Whether ``number`` is in the range."""
-        if not math.isfinite(number):
-            return False
+        if isinstance(number, float) and not math.isfinite(number):
+            return False  # (an int is always finite, and may be too large for a float)
         above = number > self.low if self.low_open else number >= self.low
         below = self.high is None or number <= self.high
         return above and below and (self.step is None or number % self.step == 0)
@@ -533,7 +533,10 @@ def _coerce(kind: str, value: Any) -> Any:
         if isinstance(value, bool):
             return _INVALID
         if isinstance(value, (int, float)):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of hundreds of digits: out of any range
+                return math.inf
         if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
             try:
                 return float(value)
