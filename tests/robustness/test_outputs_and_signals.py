@@ -261,3 +261,31 @@ def test_names_too_long_for_the_file_system_are_shortened(checkpoint, tmp_path, 
     assert len(names) == 2 and all(len(name.encode()) <= 255 for name in names)
     warned = [line for line in run.lines if "writing" in line and line.startswith("warning: ")]
     assert len(warned) == 1 and any(name in warned[0] for name in names)
+
+
+def test_torch_failing_on_a_full_disk_is_one_line(corpus, tmp_path, run_script, monkeypatch):
+    """torch's zip writer reports a full disk as 'unexpected pos ...': one line naming the file
+    and the free space instead."""
+    from utils.io import checkpoint
+
+    def full(obj, path):
+        Path(path).write_bytes(b"PK half")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    ckpt = tmp_path / "ckpt"
+    run = run_script(Train.main, train_argv(corpus.clean, ckpt, epochs=1))
+    monkeypatch.undo()
+    assert run.status == 1
+    line = _one_line(run, ckpt / "state.pth", "torch could not write it (")
+    assert "MiB free there" in line and "unexpected pos" in line
+    assert not [path for path in ckpt.iterdir() if ".sodtmp." in path.name]
+
+
+def test_a_name_of_255_bytes_can_be_written(tmp_path):
+    """The temporary name of a long name uses a hash of it, so the longest legal name works."""
+    from utils.io.images import write_png_atomic
+
+    target = tmp_path / ("m" * 251 + ".png")
+    write_png_atomic(target, np.zeros((4, 4), np.uint8))
+    assert target.is_file() and sorted(tmp_path.iterdir()) == [target]
