@@ -1,5 +1,5 @@
-"""Shared test setup: the repository root on sys.path, the location of tests/fixtures and a maker
-of decompression-bomb PNGs."""
+"""Shared test setup: the repository root on sys.path, the location of tests/fixtures, a small
+synthetic data set, one torch thread per module, and a maker of decompression-bomb PNGs."""
 
 import struct
 import sys
@@ -13,6 +13,30 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on a small shared machine two OpenMP threads competing
+    with other jobs spin-wait and run 10-20x slower than one (measured: 11 s vs 0.5 s a predict),
+    and compared runs use the same count. Use with ``pytestmark = usefixtures(...)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A small synthetic data set (data.synthetic: 8 training and 2 test pairs of 64 px, seed 3),
+    read-only for the tests that share it."""
+    from data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, n_train=8, n_test=2, size=64, seed=3)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -207,13 +207,9 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: much faster than two spin-waiting ones on a busy 2-core machine
-    (tests/run/test_inference.py), and the same in every run that is compared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every robustness module runs on one intra-op thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
 
 
 @dataclass

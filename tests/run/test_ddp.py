@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from data.synthetic import make_synthetic_dataset
 from utils.engine.records import read_log
 from utils.engine.state import load_training_state
 
@@ -27,10 +26,9 @@ def torchrun(script: str, data: Path, ckpt: Path, *opts: str) -> subprocess.Comp
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_dataset(root, n_train=8, n_test=2, size=64, seed=3)
-    return root
+def data(small_synthetic) -> Path:
+    """The shared small synthetic data set (tests/conftest.py)."""
+    return small_synthetic
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-import torch
 import yaml
 from skimage import data
 
@@ -26,6 +25,8 @@ from utils.inference.compose import parse_output_type
 from utils.inference.outputs import default_dest, plan_jobs
 from utils.inference.predictor import Predictor
 from utils.io.files import safe_name
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "run" / "Inference.py"
@@ -38,16 +39,6 @@ FRAMES, FPS, FRAME_SIZE = 6, 12.0, (192, 128)  # video: frame count, rate, (widt
 
 
 script = Inference
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread (see tests/utils/test_predictor.py: 10-20x faster on a busy 2-core
-    machine than two spin-waiting OpenMP threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import utils.engine.loop
-from data.synthetic import make_synthetic_dataset
 from run import Train
 from tests.script_args import train_argv
 from utils.config import load_config
@@ -28,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_dataset(root, n_train=8, n_test=2, size=64, seed=3)
-    return root
+def data(small_synthetic) -> Path:
+    """The shared small synthetic data set (tests/conftest.py)."""
+    return small_synthetic
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -25,6 +25,8 @@ from lib.modules.conv import ConvBlock
 from utils.inference.predictor import Predictor, to_uint8
 from utils.runtime import DeviceError, select_device
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 NORMALIZE = {
@@ -32,16 +34,6 @@ NORMALIZE = {
     "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
     "totensor": None,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the small shared CI machine, two OpenMP threads competing with
-    other jobs spin-wait and run 10-20x slower than one (measured: 11 s vs 0.5 s a predict)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(transforms: dict, ckpt_dir, pm_stride: int = 192) -> dict:
