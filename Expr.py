@@ -16,7 +16,8 @@ When the config reads the synthetic data set (sets ``Synth-TR`` / ``Synth-TE`` u
 and it is missing, it is generated first (data.synthetic), so the tiny config runs end to end
 with nothing downloaded.
 
-Exit status: 0 done, 1 an error or nothing scored, 2 config error, 128 + signal number when
+Exit status: 0 done, 1 an error or nothing scored, 2 a config error or an output folder of the
+test or evaluation step that cannot be used (checked before training), 128 + signal number when
 training was interrupted (its checkpoint is saved: add ``--resume``).
 """
 
@@ -82,6 +83,17 @@ def ensure_synthetic_data(cfg: Mapping) -> None:
     make_synthetic_dataset(folder)
 
 
+def check_later_outputs(cfg: Mapping) -> None:
+    """The folders of the test and evaluation steps, checked before training starts (a bad one
+    would otherwise be found after hours of training): OSError, one line naming it."""
+    from utils.evaluation.tables import prepare_result_folder
+    from utils.io.atomic import check_output_folder
+
+    for name in cfg["Test"]["Dataset"]["sets"]:
+        check_output_folder(Path(cfg["Eval"]["pred_root"]) / name, "the maps")
+    prepare_result_folder(cfg["Eval"]["result_path"])
+
+
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from data.transforms import CONFIG_CHECKS
     from utils.inference.predictor import Predictor
@@ -91,6 +103,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     with exit_on_error(EXIT_SETUP):
         required = ("Model", "Train", "Test", "Eval")
         cfg = config_from_args(args, require=required, checks=CONFIG_CHECKS)
+        check_later_outputs(cfg)
     again = command_line("Expr.py", argv, ("--resume",))
     status, is_main = Train.train_with_args(cfg, args, again, lambda: ensure_synthetic_data(cfg))
     if status or not is_main:

@@ -16,6 +16,7 @@ import cv2
 import pytest
 import torch
 
+import Expr
 from data.synthetic import make_synthetic_dataset
 from Expr import ensure_synthetic_data, synthetic_folder
 from lib import build_model
@@ -119,3 +120,20 @@ def test_expr_trains_tests_and_evaluates(tmp_path):
     assert Inference.main(first) == 0
     cutout = cv2.imread(str(tmp_path / "first" / "input.png"), cv2.IMREAD_UNCHANGED)
     assert cutout.shape[2] == 4 and cutout[..., 3].min() < 64 < 192 < cutout[..., 3].max()
+
+
+def test_unusable_result_folder_is_found_before_training(tmp_path, capsys):
+    """A result folder that is a file would only be noticed after training: it is checked
+    first (exit 2, one line, nothing trained)."""
+    blocker = tmp_path / "results"
+    blocker.write_text("mine")
+    opts = [
+        f"Train.Checkpoint.checkpoint_dir={tmp_path / 'snap'}",
+        f"Eval.pred_root={tmp_path / 'pred'}",
+        f"Eval.result_path={blocker}",
+    ]
+    argv = ["--config", CONFIG, "--device", "cpu", "--no-progress", "--opts", *opts]
+    assert Expr.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(blocker) in err[0] and "is a file, not a folder" in err[0]
+    assert not (tmp_path / "snap").exists() and blocker.read_text() == "mine"
