@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from data.transforms import build_transforms
+from data.transforms import CONFIG_CHECKS, build_transforms
 from lib import PatchMergeInference
 from lib.inference_opt import optimize_for_inference
 from lib.model import normalize_prediction
@@ -203,7 +203,9 @@ class Predictor:
         fetches it.
         """
         if not isinstance(config, Mapping):
-            config = load_config(config, list(opts), require=("Model", "Test"))
+            config = load_config(
+                config, list(opts), require=("Model", "Test"), checks=CONFIG_CHECKS
+            )
         model_cfg = _section(config, "Model")
         if not isinstance(model_cfg, Mapping):
             raise PredictorError("config has no Model section")
