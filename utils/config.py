@@ -65,7 +65,6 @@ import yaml
 from utils.io.atomic import write_bytes_atomic
 from utils.io.files import file_problem
 
-SECTIONS = ("Model", "Train", "Test", "Eval")
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: the shipped configs are ~3 KB
 MAX_VALUES = 10_000  # values (keys included) once aliases are expanded: shipped configs ~210
 MAX_DEPTH = 32  # nesting levels: the deepest shipped value has 5 (normalize.mean[0])
