@@ -13,7 +13,9 @@ Rules:
 
 * Images (``utils.io.files.IMAGE_EXTENSIONS``, any case) are decoded by
   ``utils.io.images.read_image`` (EXIF orientation, 8-bit RGB). Videos (``VIDEO_EXTENSIONS``, any
-  case) and webcams are read with OpenCV; frames are converted BGR → RGB.
+  case) are decoded with PyAV (:mod:`data.video`: upright frames with their timestamps; without
+  PyAV a video gives one SourceError line saying what to install); webcams are read with
+  OpenCV, frames converted BGR → RGB.
 * A folder is listed (not recursively) in natural order; hidden files are ignored; any other file
   is skipped with a log warning naming it, and so is an entry named like an image or a video that
   is no regular file (a broken link, a folder, a FIFO: ``utils.io.files.file_problem``; a FIFO is
@@ -31,6 +33,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,8 @@ class Frame:
     name: str
     index: int
     image: np.ndarray  # (H, W, 3) uint8 RGB
+    pts: int | None = None  # a video frame's presentation time, in time_base units
+    time_base: Fraction | None = None
     _pil: Image.Image | None = field(default=None, repr=False)
 
     @property
@@ -154,43 +159,34 @@ class ImageMedia(Media):
         yield Frame(self.name, 0, np.array(image), image)
 
 
-class VideoMedia(Media):
-    """A video file (``target`` a path) or a webcam (``target`` an index), read with OpenCV."""
+class WebcamMedia(Media):
+    """A webcam (``index``), read with OpenCV; frames have no timestamps."""
 
-    def __init__(self, target: Path | int):
-        if isinstance(target, int):
-            super().__init__(f"webcam{target}", None)
-            self.kind, self._label = "webcam", f"webcam {target}"
-        else:
-            super().__init__(target.stem, target)
-            self.kind, self._label = "video", str(target)
-        self._target = target
+    kind = "webcam"
+
+    def __init__(self, index: int):
+        super().__init__(f"webcam{index}", None)
+        self.index = index
         self._capture: cv2.VideoCapture | None = None
         self._first: np.ndarray | None = None
 
-    def open(self) -> VideoMedia:
+    def open(self) -> WebcamMedia:
         if self._capture is not None:
             return self
-        webcam = self.kind == "webcam"
+        label = f"webcam {self.index}"
         with quiet_opencv():  # one SourceError line instead
-            capture = cv2.VideoCapture(self._target if webcam else str(self._target))
+            capture = cv2.VideoCapture(self.index)
             if not capture.isOpened():
                 capture.release()
-                problem = (
-                    f"no camera found at index {self._target} (cannot open the device)"
-                    if webcam
-                    else "cannot open video (corrupt file or unsupported codec)"
+                raise SourceError(
+                    label, f"no camera found at index {self.index} (cannot open the device)"
                 )
-                raise SourceError(self._label, problem)
             ok, first = capture.read()
         if not ok or first is None:
             capture.release()
-            problem = "the camera returned no frame" if webcam else "video has no readable frame"
-            raise SourceError(self._label, problem)
+            raise SourceError(label, "the camera returned no frame")
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if math.isfinite(fps) and fps > 0 else None
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        self.frame_count = int(count) if not webcam and math.isfinite(count) and count > 0 else None
         self.size = (first.shape[0], first.shape[1])
         self._capture, self._first = capture, first
         return self
@@ -239,6 +235,8 @@ def _media_for_file(path: Path) -> Media | None:
     if is_image_file(path):
         return ImageMedia(path)
     if is_video_file(path):
+        from data.video import VideoMedia  # here: data.video builds on this module
+
         return VideoMedia(path)
     return None
 
@@ -287,5 +285,5 @@ def open_source(source: str | os.PathLike) -> Source:
         raise SourceError(path, file_problem(path))
     text = str(source).strip()
     if text.isdigit():
-        return Source(f"webcam {int(text)}", "webcam", [VideoMedia(int(text))])
+        return Source(f"webcam {int(text)}", "webcam", [WebcamMedia(int(text))])
     raise SourceError(source, "no such file or folder (nor a webcam index such as 0)")

@@ -22,9 +22,14 @@ Types (``--type``, default map): map (gray), rgba (alpha = map), green, white, a
 ``utils/inference/compose.py``. ``--threshold X`` makes the mask hard (map > X), ``--reverse``
 keeps the background instead.
 
-Outputs: an image becomes ``<dest>/<stem>.png``; a video ``<dest>/<stem>.mp4`` (mp4v, same fps,
-size and frame count), or with ``--type rgba`` a folder of frames ``<dest>/<stem>/000000.png``...
-(OpenCV writes no video with alpha). The default ``--dest`` is
+Outputs: an image becomes ``<dest>/<stem>.png``; a video (decoded and encoded with PyAV:
+``pip install -r requirements-video.txt``) ``<dest>/<stem>.<format>`` with the source's frames,
+timestamps (variable frame rate too), duration and audio, upright when it carries rotation
+metadata. ``--video-format``: ``mp4`` (H.264, the default; plays in browsers), ``webm`` (VP9;
+the default for ``rgba``: a video with alpha), ``mov`` (ProRes; 4444 with alpha for ``rgba``) or
+``png`` (a folder of frames ``<dest>/<stem>/000000.png``...); ``--crf`` sets the quality of
+mp4/webm (lower is better and larger; defaults 18 and 30). See
+``utils/inference/video_writer.py``. The default ``--dest`` is
 ``results/<config stem>/<type>`` for an image or a video and
 ``results/<config stem>/<type>/<folder name>`` for a folder. Files are written atomically (a
 video under a hidden temporary name, renamed at the end); a run that was interrupted resumes:
@@ -61,6 +66,7 @@ from utils.cli import (
 from utils.config import add_config_arguments, config_from_args, config_name
 
 logger = logging.getLogger(__name__)
+VIDEO_FORMAT_CHOICES = ("mp4", "webm", "mov", "png")  # utils.inference.video_writer, and frames
 OUTPUT_BYTES = 4 << 20  # room for at least one output (a 1-Mpx RGBA PNG is at most ~4 MiB)
 
 
@@ -84,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_speed_arguments(parser)
     parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--video-format",
+        choices=VIDEO_FORMAT_CHOICES,
+        help="mp4 (H.264), webm (VP9, with alpha), mov (ProRes, 4444 with alpha) or png "
+        "(frames); default mp4, webm for --type rgba",
+    )
+    parser.add_argument("--crf", type=int, help="video quality of mp4/webm (0-51 / 0-63)")
     parser.add_argument("--threshold", type=float, help="hard mask: map > THRESHOLD (0..1)")
     parser.add_argument("--reverse", action="store_true", help="swap foreground and background")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -94,12 +107,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1")
     if args.threshold is not None and not 0 <= args.threshold < 1:
         parser.error("--threshold must be in [0, 1)")
+    if args.video_format == "mp4" and args.type == "rgba":
+        parser.error("mp4 (H.264) carries no alpha: use --video-format webm, mov or png for rgba")
+    if args.crf is not None and not 0 <= args.crf <= 63:
+        parser.error("--crf must be in 0..63 (H.264 uses 0..51)")
     return args
 
 
 def _run(args: argparse.Namespace) -> int:
     from data.sources import open_source
     from data.transforms import CONFIG_CHECKS
+    from data.video import import_av
     from utils.inference.compose import parse_output_type
     from utils.inference.outputs import default_dest, pending_jobs, plan_jobs
     from utils.inference.pipeline import Runner, Settings
@@ -113,6 +131,11 @@ def _run(args: argparse.Namespace) -> int:
         output_type = parse_output_type(args.type)
         cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
         source = open_source(args.source)
+    if source.kind == "video":  # fail fast, before loading the model
+        try:
+            import_av()
+        except ModuleNotFoundError as error:
+            raise ScriptError(EXIT_SETUP, f"{source.description}: {error}") from None
     webcam = source.media[0] if source.kind == "webcam" else None
     if webcam is not None:  # fail fast, before loading the model
         problem = open_webcam(webcam)
@@ -152,7 +175,9 @@ def _run(args: argparse.Namespace) -> int:
     with exit_on_error(EXIT_SETUP, (OutputError,)):
         check_output_folder(dest, "the outputs", need_bytes=OUTPUT_BYTES)
     remove_stale_temporaries(dest)
-    todo, skipped, clashes = pending_jobs(plan_jobs(source, dest, output_type), args.overwrite)
+    todo, skipped, clashes = pending_jobs(
+        plan_jobs(source, dest, output_type, args.video_format), args.overwrite
+    )
     settings = Settings(
         output_type,
         batch_size=args.batch_size,
@@ -161,6 +186,8 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         frame_bars=args.verbose,
+        video_format=args.video_format,
+        crf=args.crf,
     )
     with exit_on_error(EXIT_ERROR, (OutputError,)):
         processed, failed = Runner(predictor, settings).run(todo) if todo else (0, 0)

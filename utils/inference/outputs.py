@@ -1,9 +1,10 @@
-"""Where inference outputs go and how they are written: one job per input (a PNG, a video, or a
-folder of PNG frames), unique output names inside the destination, and the video writer.
+"""Where inference outputs go: one job per input (a PNG, a video, or a folder of PNG frames)
+and unique output names inside the destination.
 
 Every file is written atomically (utils.io.atomic): an image under a hidden temporary name
-renamed when complete; a video likewise, under ``.<name>.<8 characters>.tmp.mp4`` until its
-last frame, so the stale-temporary sweep removes what a killed run left.
+renamed when complete; a video likewise (utils.inference.video_writer), under
+``.<name>.sodtmp....tmp.<mp4|webm|mov>`` until its last frame, so the stale-temporary sweep
+removes what a killed run left.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from data.sources import Media
 from utils.inference.compose import OutputType
-from utils.io.atomic import AtomicFile
+from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.files import fit_name, safe_name
 
 logger = logging.getLogger(__name__)
+FRAMES = "png"  # the --video-format that writes a folder of PNG frames
 
-DEFAULT_FPS = 30.0  # when a video does not say its frame rate
+
+def default_video_format(output_type: OutputType) -> str:
+    """``webm`` (VP9 with alpha) for ``rgba``, ``mp4`` (H.264) for every other type."""
+    return "webm" if output_type.has_alpha else "mp4"
 
 
 def default_dest(config_name: str, source, output_type: OutputType) -> Path:
@@ -35,7 +37,8 @@ def default_dest(config_name: str, source, output_type: OutputType) -> Path:
 
 @dataclass(eq=False)
 class Job:
-    """One input and its output: a file (.png / .mp4) or, for a frame sequence, a folder."""
+    """One input and its output: a file (.png / .mp4 / .webm / .mov) or, for a frame sequence,
+    a folder."""
 
     media: Media
     path: Path
@@ -44,7 +47,7 @@ class Job:
     skipped: int = 0
     failed: bool = False
     ended: bool = False
-    writer: VideoOutput | None = field(default=None, repr=False)
+    writer: VideoWriter | None = field(default=None, repr=False)
 
     def frame_path(self, index: int) -> Path:
         """The PNG of frame ``index`` of a frame sequence."""
@@ -55,15 +58,23 @@ class Job:
         return not overwrite and not self.sequence and self.path.is_file()
 
 
-def plan_jobs(source, dest: Path, output_type: OutputType) -> list[Job]:
+def plan_jobs(
+    source, dest: Path, output_type: OutputType, video_format: str | None = None
+) -> list[Job]:
     """Output paths for every input, inside ``dest``, unique (case-insensitively) and short
     enough for the file system (a long name is cut and ends with a hash: utils.io.files.fit_name;
-    the new name is reported)."""
+    the new name is reported). A video becomes a ``video_format`` file (a key of
+    ``VIDEO_FORMATS``; default :func:`default_video_format`) or, for ``png``, a folder of
+    frames."""
+    video_format = video_format or default_video_format(output_type)
     jobs, taken = [], set()
     for media in source:
         video = media.kind == "video"
-        sequence = video and output_type.has_alpha
-        suffix = "" if sequence else (".mp4" if video else ".png")
+        sequence = video and video_format == FRAMES
+        if sequence:
+            suffix = ""
+        else:
+            suffix = VIDEO_FORMATS[video_format].suffix if video else ".png"
         name = fit_name(safe_name(media.name), suffix)
         if name.casefold() in taken:
             base = safe_name(media.path.name.replace(".", "_"))
@@ -100,36 +111,3 @@ def pending_jobs(jobs: list[Job], overwrite: bool) -> tuple[list[Job], int, int]
         else:
             todo.append(job)
     return todo, done, clashes
-
-
-class VideoOutput:
-    """An mp4v video written under a hidden temporary name, renamed over the target at the end."""
-
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        self.path = path
-        self.output = AtomicFile(path, keep_suffix=True)
-        height, width = size
-        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-        self.writer = cv2.VideoWriter(str(self.output.tmp), fourcc, fps, (width, height))
-        if not self.writer.isOpened():
-            self.writer.release()
-            self.output.discard()
-            raise OSError(f"{path}: OpenCV cannot write an mp4v video here")
-
-    def write(self, picture: np.ndarray) -> None:
-        """Append one RGB (or gray) frame."""
-        if picture.ndim == 2:
-            picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
-        else:
-            picture = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
-        self.writer.write(picture)
-
-    def finish(self) -> None:
-        """Close the file and put it in place."""
-        self.writer.release()
-        self.output.commit()
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; the target is left as it was."""
-        self.writer.release()
-        self.output.discard()

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from data.sources import SourceError
 from utils.inference.compose import OutputType, compose
-from utils.inference.outputs import DEFAULT_FPS, Job, VideoOutput
+from utils.inference.outputs import Job, default_video_format
 from utils.inference.predictor import Predictor
+from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.atomic import OutputError
 from utils.io.images import write_png_atomic
 
@@ -91,6 +92,8 @@ class Settings:
     overwrite: bool = False
     progress: bool = True
     frame_bars: bool = False  # a second bar per video, frame by frame
+    video_format: str | None = None  # a key of VIDEO_FORMATS or 'png' (None: by output type)
+    crf: int | None = None  # video quality (None: the format's default)
 
 
 def _log_error(job: Job, message: str) -> None:
@@ -166,7 +169,7 @@ class Runner:
         finally:
             loader.stop.set()
             for job in jobs:
-                if isinstance(job.writer, VideoOutput):
+                if isinstance(job.writer, VideoWriter):
                     job.writer.abort()
             self._close_frame_bar()
             self.bar.close()
@@ -192,7 +195,14 @@ class Runner:
         if job.sequence:
             job.path.mkdir(parents=True, exist_ok=True)
         else:
-            job.writer = VideoOutput(job.path, media.fps or DEFAULT_FPS, media.size)
+            video_format = self.settings.video_format or default_video_format(self.output_type)
+            job.writer = VideoWriter(
+                job.path,
+                media,
+                VIDEO_FORMATS[video_format],
+                alpha=self.output_type.has_alpha,
+                crf=self.settings.crf,
+            )
 
     def _flush(self) -> None:
         if not self.pending:
@@ -217,8 +227,8 @@ class Runner:
                 self.settings.reverse,
             )
             try:
-                if isinstance(job.writer, VideoOutput):
-                    job.writer.write(picture)
+                if isinstance(job.writer, VideoWriter):
+                    job.writer.write(picture, frame.pts)
                 else:
                     write_png_atomic(
                         job.frame_path(frame.index) if job.sequence else job.path, picture
@@ -236,7 +246,7 @@ class Runner:
         waiting = {id(job) for job, _, _ in self.pending}
         for job in [j for j in self.active if j.ended and id(j) not in waiting]:
             self.active.remove(job)
-            if not job.failed and isinstance(job.writer, VideoOutput):
+            if not job.failed and isinstance(job.writer, VideoWriter):
                 try:
                     job.writer.finish()
                     job.writer = None
@@ -265,7 +275,7 @@ class Runner:
         if job.failed:
             return
         job.failed = True
-        if isinstance(job.writer, VideoOutput):
+        if isinstance(job.writer, VideoWriter):
             job.writer.abort()
             job.writer = None
         self._close_frame_bar()
