@@ -54,7 +54,7 @@ def av_problem(error: BaseException) -> str:
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """``image`` turned as its display matrix says: ``rotation`` is FFmpeg's angle, degrees
-    counter-clockwise (``av.VideoFrame.rotation``), a multiple of 90."""
+    counter-clockwise (``av.VideoFrame.rotation``), a multiple of 90 (others are rounded)."""
     turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
@@ -113,7 +113,8 @@ class VideoMedia(Media):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate and math.isfinite(float(rate)) and rate > 0 else None
         self.frame_count = stream.frames or None
-        self.rotation = int(round(first.rotation or 0)) // 90 * 90
+        turn = round((first.rotation or 0) / 90) * 90 % 360
+        self.rotation = turn - 360 if turn > 180 else turn  # in (-180, 180]
         turned = (self.rotation // 90) % 2 == 1
         self.size = (first.width, first.height) if turned else (first.height, first.width)
         self.time_base = first.time_base or stream.time_base

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data as samples
 
-from data.sources import Frame, ImageMedia, SourceError, VideoMedia, open_source
+from data.sources import Frame, ImageMedia, SourceError, open_source
+from data.video import VideoMedia
 
 WIDTH, HEIGHT, FPS = 64, 48, 12.0
 
@@ -53,6 +54,7 @@ def test_video_metadata_frames_and_rgb_order(tmp_path):
     error = np.abs(read[0].image.astype(int) - frames[0].astype(int)).mean()
     assert error < 20  # the astronaut, through a lossy codec
     assert len(list(media)) == len(frames)  # iterating again reopens the file
+    assert [frame.pts for frame in read] == sorted({frame.pts for frame in read})  # timestamps
 
 
 def test_single_image_and_sample(tmp_path):

@@ -177,7 +177,8 @@ def test_video_keeps_fps_size_and_frame_count(work):
     assert sorted(p.name for p in dest.iterdir()) == ["clip.mp4"]  # no temporary file left
     assert video_facts(dest / "clip.mp4") == (FPS, *FRAME_SIZE, FRAMES)
 
-    assert run(work, "--source", str(work.video), "--dest", str(dest), "--type", "rgba") == 0
+    frames_argv = ["--type", "rgba", "--video-format", "png"]
+    assert run(work, "--source", str(work.video), "--dest", str(dest), *frames_argv) == 0
     frames = sorted(p.name for p in (dest / "clip").iterdir())
     assert frames == [f"{index:06d}.png" for index in range(FRAMES)]
     assert read(dest / "clip" / "000000.png").shape == (FRAME_SIZE[1], FRAME_SIZE[0], 4)
@@ -306,9 +307,11 @@ def test_output_names_stay_inside_dest(tmp_path):
 
     items = [media("a"), media("A"), media(".."), media("../../etc/x"), media("..", "video")]
     source = SimpleNamespace(kind="folder", description="/in", media=items)
-    jobs = plan_jobs(items, tmp_path, parse_output_type("rgba"))
+    jobs = plan_jobs(items, tmp_path, parse_output_type("rgba"), "png")
     names = [job.path.name for job in jobs]
     assert names == ["a.png", "A_ext.png", "_...png", "_.._.._etc_x.png", "_.."]
     assert all(job.path.parent == tmp_path for job in jobs)
-    assert jobs[-1].sequence  # an rgba video becomes a folder of frames, inside dest
+    assert jobs[-1].sequence  # --video-format png: a folder of frames, inside dest
+    webm = plan_jobs(items, tmp_path, parse_output_type("rgba"))[-1]  # rgba's default: WebM
+    assert webm.path == tmp_path / "_...webm" and not webm.sequence
     assert default_dest("my", source, parse_output_type("map")) == Path("results/my/map/in")

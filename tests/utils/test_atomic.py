@@ -4,6 +4,7 @@
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from torch import nn
 
 from data.dataset import SODDataset
 from data.sources import open_source
-from utils.inference.outputs import VideoOutput
+from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.atomic import atomic_output, remove_stale_temporaries, write_bytes_atomic
 from utils.io.checkpoint import save_checkpoint
 from utils.io.files import natural_key
@@ -47,14 +48,17 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
 
 
 KILLED_WRITER = """
-import os, sys
+import os, sys, time
+from pathlib import Path
+from types import SimpleNamespace
 import numpy as np
-from utils.inference.outputs import VideoOutput
+from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.atomic import AtomicFile
-video = VideoOutput(__import__("pathlib").Path(sys.argv[1]) / "clip.mp4", 10.0, (16, 16))
+media = SimpleNamespace(path=None, fps=10.0, size=(16, 16), time_base=None)
+video = VideoWriter(Path(sys.argv[1]) / "clip.mp4", media, VIDEO_FORMATS["mp4"])
 video.write(np.zeros((16, 16, 3), np.uint8))
-video.writer.release()
 AtomicFile(video.path.parent / "state.pth")
+time.sleep(0.5)
 os._exit(0)  # as a kill: nothing renamed, nothing cleaned
 """
 
@@ -71,7 +75,8 @@ def test_video_temporaries_are_named_and_swept_like_any_other(tmp_path):
 
 
 def test_a_live_writers_video_is_not_swept(tmp_path):
-    video = VideoOutput(tmp_path / "clip.mp4", 10.0, (16, 16))
+    media = SimpleNamespace(path=None, fps=10.0, size=(16, 16), time_base=None)
+    video = VideoWriter(tmp_path / "clip.mp4", media, VIDEO_FORMATS["mp4"])
     assert remove_stale_temporaries(tmp_path) == [] and video.output.tmp.exists()
     video.abort()
     assert list(tmp_path.iterdir()) == []
