@@ -67,6 +67,7 @@ from utils.config import add_config_arguments, config_from_args, config_name
 
 logger = logging.getLogger(__name__)
 VIDEO_FORMAT_CHOICES = ("mp4", "webm", "mov", "png")  # utils.inference.video_writer, and frames
+CRF_RANGES = {"mp4": 51, "webm": 63}  # libx264 and libvpx-vp9; ProRes has no CRF
 OUTPUT_BYTES = 4 << 20  # room for at least one output (a 1-Mpx RGBA PNG is at most ~4 MiB)
 
 
@@ -96,7 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mp4 (H.264), webm (VP9, with alpha), mov (ProRes, 4444 with alpha) or png "
         "(frames); default mp4, webm for --type rgba",
     )
-    parser.add_argument("--crf", type=int, help="video quality of mp4/webm (0-51 / 0-63)")
+    parser.add_argument(
+        "--crf", type=int, help="video quality of mp4 (0-51, default 18) or webm (0-63, default 30)"
+    )
     parser.add_argument("--threshold", type=float, help="hard mask: map > THRESHOLD (0..1)")
     parser.add_argument("--reverse", action="store_true", help="swap foreground and background")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -107,10 +110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1")
     if args.threshold is not None and not 0 <= args.threshold < 1:
         parser.error("--threshold must be in [0, 1)")
-    if args.video_format == "mp4" and args.type == "rgba":
+    rgba = args.type.strip().lower() == "rgba"
+    if args.video_format == "mp4" and rgba:
         parser.error("mp4 (H.264) carries no alpha: use --video-format webm, mov or png for rgba")
-    if args.crf is not None and not 0 <= args.crf <= 63:
-        parser.error("--crf must be in 0..63 (H.264 uses 0..51)")
+    video_format = args.video_format or ("webm" if rgba else "mp4")
+    if args.crf is not None:
+        highest = CRF_RANGES.get(video_format)
+        if highest is None:
+            parser.error(f"--crf applies to mp4 and webm video, not {video_format}")
+        if not 0 <= args.crf <= highest:
+            parser.error(f"--crf for {video_format} must be in 0..{highest}")
     return args
 
 

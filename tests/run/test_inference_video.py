@@ -161,6 +161,14 @@ def test_bad_videos_and_bad_options_are_one_line_each(work, tmp_path, capsys, mo
     with pytest.raises(SystemExit):
         run(work, work.clip, dest, "--type", "rgba", "--video-format", "mp4")
     assert "mp4 (H.264) carries no alpha" in capsys.readouterr().err
+    for extra, message in (
+        (["--crf", "52"], "--crf for mp4 must be in 0..51"),
+        (["--type", "rgba", "--crf", "64"], "--crf for webm must be in 0..63"),
+        (["--video-format", "mov", "--crf", "10"], "--crf applies to mp4 and webm video, not mov"),
+    ):
+        with pytest.raises(SystemExit):
+            run(work, work.clip, dest, *extra)
+        assert message in capsys.readouterr().err
 
     monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed
     assert run(work, work.clip, dest) == 2
