@@ -110,3 +110,26 @@ def test_without_pyav_a_video_says_what_to_install(tmp_path, monkeypatch):
     assert str(caught.value) == (
         f"{clip}: video files need PyAV: .venv/bin/pip install -r requirements-video.txt"
     )
+
+
+def test_a_decoding_failure_part_way_is_one_line_naming_the_frame(tmp_path):
+    """FFmpeg conceals most damage in the bitstream; what it cannot read (a demuxing or I/O
+    error) ends the video with one line naming the frame. Simulated here after two frames."""
+    import av
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, 6, FPS, (WIDTH, HEIGHT))
+    media = VideoMedia(clip).open()
+    decoded = media._frames
+
+    def failing():
+        yield next(decoded)
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    media._frames = failing()
+    with pytest.raises(SourceError) as caught:
+        list(media)
+    assert str(caught.value) == (
+        f"{clip}: damaged at frame 2 (Invalid data found when processing input)"
+    )
+    assert media._container is None  # released
