@@ -65,7 +65,7 @@ class OutputType:
 
     @property
     def has_alpha(self) -> bool:
-        """True when the output is RGBA (saved as PNG only; videos become PNG sequences)."""
+        """True when the output is RGBA (a PNG; a video: WebM VP9 or ProRes 4444, or PNG frames)."""
         return self.kind == "rgba"
 
     def background_for(self, height: int, width: int) -> np.ndarray:
