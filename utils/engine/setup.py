@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from data import build_dataset
 from lib.optim import PolyLr, build_optimizer
 from utils.engine.distributed import DistInfo
+from lib import CheckpointError
 from utils.io.checkpoint import load_model
 
 SCHEDULERS = ("PolyLr",)
@@ -59,8 +60,15 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
             f"Train.Scheduler.type {sched_cfg['type']!r} is not supported; use one of {SCHEDULERS}"
         )
     seed_everything(seed)
-    model = load_model(cfg["Model"]).to(info.device)
+    init = tcfg["Checkpoint"]["init"]
+    try:
+        model = load_model(cfg["Model"], init).to(info.device)  # init: strict, whole network
+    except CheckpointError as error:
+        raise TrainingError(f"Train.Checkpoint.init: {error}") from None
     seed_everything(seed + info.rank)
+    if info.distributed and info.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    frozen = freeze(model, tcfg["freeze"])
     dataset = build_dataset(tcfg["Dataset"], on_error="skip", seed=seed)
     sampler = DistributedSampler(
         dataset,
@@ -88,11 +96,11 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         amp_dtype = torch.float16 if info.device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if info.distributed:
-        if info.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     model.train()  # installs the training forward (architecture §9)
+    for part in frozen:
+        keep_batchnorm_statistics(part)
     return Run(
         model,
         dataset,
@@ -104,6 +112,36 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         batches,
         amp_dtype,
     )
+
+
+def freeze(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """Stop training the parts of ``model`` named in ``names`` (``Train.freeze``: module paths
+    such as ``backbone`` or ``backbone.layer1``): their parameters get ``requires_grad=False``
+    (so the optimiser leaves them out). Returns the parts, whose BatchNorm layers the caller
+    keeps in eval mode after ``model.train()`` (:func:`keep_batchnorm_statistics`).
+    TrainingError for a name that is no part of the model."""
+    parts = []
+    for name in names:
+        try:
+            part = model.get_submodule(name)
+        except AttributeError:
+            top = ", ".join(child for child, _ in model.named_children())
+            raise TrainingError(
+                f"Train.freeze: the model has no part {name!r}; its parts are {top} (a dotted "
+                "path reaches inside one, e.g. backbone.layer1)"
+            ) from None
+        for parameter in part.parameters():
+            parameter.requires_grad_(False)
+        parts.append(part)
+    return parts
+
+
+def keep_batchnorm_statistics(part: nn.Module) -> None:
+    """Put every BatchNorm layer of ``part`` in eval mode: it normalises with its running
+    statistics and no longer updates them (a frozen part stays bit-identical)."""
+    for module in part.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def check_resumable(state: Mapping, run: Run, cfg: Mapping, info: DistInfo, where: str) -> None:
