@@ -225,9 +225,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         },
         "Validation": {
             "enabled": Key("bool", False, "score validation sets while training (off: as before)"),
-            "root": Key(
-                "str", None, "folder holding the validation sets (images/, masks/)", True
-            ),
+            "root": Key("str", None, "folder holding the validation sets (images/, masks/)", True),
             "sets": Key("str_list", [], "target validation sets under root: select the best"),
             "general": Key(
                 "str_list",
@@ -235,10 +233,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
                 "general sets (e.g. DUTS-TE) scored beside them to show forgetting; not used "
                 "to select",
             ),
-            "general_root": Key(
-                "str", None, "folder holding the general sets; null: root", True
+            "general_root": Key("str", None, "folder holding the general sets; null: root", True),
+            "every": Key(
+                "int", 1, "validate every this many epochs (and after the last)", range=AT_LEAST_1
             ),
-            "every": Key("int", 1, "validate every this many epochs (and after the last)", range=AT_LEAST_1),
             "at_start": Key(
                 "bool", False, "also validate before the first step (always with general sets)"
             ),

@@ -16,9 +16,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data import build_dataset
+from lib import CheckpointError
 from lib.optim import PolyLr, build_optimizer
 from utils.engine.distributed import DistInfo
-from lib import CheckpointError
 from utils.io.checkpoint import load_model
 
 SCHEDULERS = ("PolyLr",)

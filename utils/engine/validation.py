@@ -340,7 +340,8 @@ class Validation(Hook):
         trainer.say(f"new best {select} {self.best['score']:.4f}: {self.directory / BEST}")
 
     def scores_line(self, scores: Mapping[str, Mapping[str, float]]) -> str:
-        """'VAL Sm 0.8123 mae 0.0712 | general TE Sm 0.7000 mae 0.09 (Sm at step 0 ...)'."""
+        """'VAL Sm 0.8123 mae 0.0712 | general TE Sm 0.7000 mae 0.0900 (Sm 0.7000, worse by
+        0.0500 than at step 0)'."""
         start = self.history[0]["scores"] if self.history[0]["epoch"] == 0 else None
         parts = []
         for name, _, role in self.settings.sets:
@@ -349,19 +350,19 @@ class Validation(Hook):
             if role == GENERAL:
                 text = f"general {text}"
                 if start is not None and scores is not start:
-                    text += f" ({self._change(start[name], scores[name])})"
+                    text += f" ({self.settings.select} {self._change(start[name], scores[name])})"
             parts.append(text)
         return " | ".join(parts)
 
     def _change(self, before: Mapping[str, float], now: Mapping[str, float]) -> str:
-        """'Sm at step 0 0.7500, now 0.7000: worse by 0.0500' (the select metric)."""
+        """'0.7000, worse by 0.0500 than at step 0' for the select metric."""
         select = self.settings.select
         delta = now[select] - before[select]
-        worse = delta < 0 if self.settings.mode == "max" else delta > 0
         if delta == 0:
-            return f"{select} at step 0 {before[select]:.4f}, unchanged"
+            return f"{now[select]:.4f}, unchanged since step 0"
+        worse = delta < 0 if self.settings.mode == "max" else delta > 0
         verb = "worse" if worse else "better"
-        return f"{select} at step 0 {before[select]:.4f}, now {now[select]:.4f}: {verb} by {abs(delta):.4f}"
+        return f"{now[select]:.4f}, {verb} by {abs(delta):.4f} than at step 0"
 
     def summary(self) -> list[str]:
         """The final report: the best epoch with its scores, the last validation, and for each
@@ -382,8 +383,10 @@ class Validation(Hook):
                 continue
             before = start["scores"][name]
             lines.append(
-                f"forgetting: general set {name}: {self._change(before, best['scores'][name])} "
-                f"at the best epoch, {self._change(before, last['scores'][name])} at the last"
+                f"forgetting: general set {name}: {self.settings.select} "
+                f"{before[self.settings.select]:.4f} at step 0; at the best epoch "
+                f"{self._change(before, best['scores'][name])}; at the last "
+                f"{self._change(before, last['scores'][name])}"
             )
         return lines
 
