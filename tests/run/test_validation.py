@@ -102,18 +102,18 @@ def load_cfg(argv: list[str]) -> dict:
     )
 
 
-# About 40 s on 2 CPU cores: every test that uses it is marked slow.
+# About 30 s on 2 CPU cores: every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def validated(data, tmp_path_factory) -> tuple[Path, Path]:
-    """A 3-epoch validated run (seed 0), uninterrupted, with the weights of every validation
+    """A 2-epoch validated run (seed 0), uninterrupted, with the weights of every validation
     kept aside: (checkpoint folder, snapshot folder)."""
     ckpt = tmp_path_factory.mktemp("validated")
     snapshots = tmp_path_factory.mktemp("snapshots")
-    cfg = load_cfg(train_argv(data, ckpt, *validation_opts(data)))
+    cfg = load_cfg(train_argv(data, ckpt, *validation_opts(data), epochs=2))
     result = train(
         cfg, init_distributed("cpu"), seed=0, progress=False, hooks=[Snapshots(snapshots)]
     )
-    assert result.epochs_done == 3
+    assert result.epochs_done == 2
     return ckpt, snapshots
 
 
@@ -122,7 +122,7 @@ def test_logged_scores_are_evals_and_best_pth_is_the_best_epoch(data, validated,
     ckpt, snapshots = validated
     rows = val_rows(ckpt)
     assert [(row["epoch"], row["set"], row["role"]) for row in rows] == [
-        (str(epoch), "Synth-TE", "target") for epoch in range(4)
+        (str(epoch), "Synth-TE", "target") for epoch in range(3)
     ]
     for row in rows:
         snapshot = snapshots / f"epoch_{row['epoch']}.pth"
@@ -143,21 +143,21 @@ def test_logged_scores_are_evals_and_best_pth_is_the_best_epoch(data, validated,
 def test_resume_after_a_kill_keeps_the_best_so_far(data, validated, tmp_path):
     reference, _ = validated
     ckpt = tmp_path / "ckpt"
-    argv = train_argv(data, ckpt, *validation_opts(data))
+    argv = train_argv(data, ckpt, *validation_opts(data), epochs=2)
     command = [sys.executable, str(ROOT / "run" / "Train.py"), *argv]
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    # Kill once epoch 1's validation is logged: in epoch 2 (or writing epoch 1's checkpoint).
-    while job.poll() is None and not (
-        (ckpt / "val_log.csv").is_file() and any(r["epoch"] == "1" for r in val_rows(ckpt))
-    ):
+    # Kill once epoch 1's checkpoint is written (after its validation): inside epoch 2.
+    while job.poll() is None and not (ckpt / "state.pth").is_file():
         assert time.monotonic() < deadline, "training did not reach the end of epoch 1"
         time.sleep(0.05)
     job.kill()
     job.wait()
     assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()
     job.stderr.close()
-    assert load_training_state(ckpt)["epoch"] < 3
+    state = load_training_state(ckpt)
+    assert state["epoch"] < 2
+    assert state["hooks"]["validation"]["history"][-1]["epoch"] == state["epoch"]
 
     assert Train.main(argv + ["--resume"]) == 0
     assert val_rows(ckpt) == val_rows(reference)
