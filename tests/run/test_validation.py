@@ -255,3 +255,31 @@ def test_mode_follows_the_metric(data, tmp_path):
     assert validation_settings(cfg).mode == "max"
     cfg["Train"]["Validation"]["enabled"] = False
     assert validation_settings(cfg) is None
+
+
+@pytest.mark.slow
+def test_two_processes_gather_the_scores_of_one(data, validated, tmp_path, one_torch_thread):
+    """torchrun, 2 CPU processes (Gloo), 3 validation images (2 + 1 per rank): the logged
+    scores are Eval's of the same weights, so those of a single process. torchrun gives each
+    process one thread (OMP_NUM_THREADS=1), so Test runs with one too: another thread count
+    may round a convolution differently and move a map pixel by one level."""
+    from data.synthetic import make_synthetic_dataset
+
+    val = tmp_path / "val"
+    make_synthetic_dataset(val, n_train=1, n_test=3, size=64, seed=4)
+    init = validated[0] / "latest.pth"
+    ckpt = tmp_path / "ckpt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", str(ROOT / "run" / "Train.py")]
+    command += train_argv(
+        data, ckpt, *validation_opts(val), "Train.Dataloader.batch_size=2", epochs=1
+    )
+    command += ["--init-from", str(init)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("validation after epoch 1:") == 1  # rank 0 reports
+    rows = val_rows(ckpt)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert logged(rows[0]) == as_logged(eval_scores(data, init, tmp_path, root=val))
+    latest = ckpt / "latest.pth"
+    assert logged(rows[1]) == as_logged(eval_scores(data, latest, tmp_path, root=val))

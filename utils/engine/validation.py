@@ -27,7 +27,9 @@ the training model, so training (weights, BatchNorm statistics, RNG) is untouche
 
 Under torchrun each rank scores every ``world_size``-th image; the per-image quantities are
 gathered (``utils.engine.distributed.gather_objects``) and reduced in image order on every
-rank, so the scores are those of a single process whatever the split.
+rank, so the scores are those of a single process whatever the split. Every rank scores rank
+0's model (its BatchNorm statistics are broadcast first): the one ``latest.pth`` and
+``best.pth`` hold.
 
 Files on rank 0, beside ``latest.pth``: ``val_log.csv`` (one row per validation and set: epoch,
 set, role ``target``/``general``, the metrics; epoch 0 is the step-0 validation), TensorBoard
@@ -51,7 +53,7 @@ from tqdm import tqdm
 
 from data import build_dataset
 from lib import unwrap_model
-from utils.engine.distributed import DistInfo, gather_objects
+from utils.engine.distributed import DistInfo, broadcast_tensors, gather_objects
 from utils.engine.hooks import EpochState, Hook
 from utils.engine.records import ValidationLog
 from utils.engine.setup import TrainingError
@@ -149,11 +151,15 @@ def validation_settings(cfg: Mapping) -> ValidationSettings | None:
     )
 
 
-def validation_predictor(model, cfg: Mapping, device) -> Predictor:
-    """A Predictor (Test's numerics) on an eval-mode copy of ``model`` (DDP unwrapped)."""
+def validation_predictor(model, cfg: Mapping, info: DistInfo) -> Predictor:
+    """A Predictor (Test's numerics) on an eval-mode copy of ``model`` (DDP unwrapped). Under
+    torchrun every rank's copy gets rank 0's buffers: DDP keeps the parameters equal, but each
+    rank's BatchNorm statistics follow its own last batches (without SyncBatchNorm), and the
+    checkpoints are rank 0's."""
     copied = copy.deepcopy(unwrap_model(model))
+    broadcast_tensors(list(copied.buffers()), info)
     transforms = cfg["Test"]["Dataset"]["transforms"]
-    return Predictor(copied, transforms, device, precision=cfg["Model"]["precision"])
+    return Predictor(copied, transforms, info.device, precision=cfg["Model"]["precision"])
 
 
 def score_set(
@@ -269,7 +275,7 @@ class Validation(Hook):
         """Score every set for the model after ``epoch`` epochs (0: before training), log it,
         keep the best; returns whether this is a new best."""
         settings, info = self.settings, trainer.info
-        predictor = validation_predictor(trainer.run.model, self.cfg, info.device)
+        predictor = validation_predictor(trainer.run.model, self.cfg, info)
         scores: dict[str, dict[str, float]] = {}
         for name, root, _ in settings.sets:
             maps_dir = self.directory / MAPS / name if settings.save_maps else None
