@@ -182,7 +182,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "precision": Key("str", "fp32", "inference precision", choices=("fp32", "bf16", "fp16")),
     },
     "Train": {
-        "Dataset": _dataset_section("training"),
+        "Dataset": {
+            **_dataset_section("training"),
+            "weights": Key(
+                "mapping",
+                {},
+                "set name -> its share per epoch (0.1: a fresh tenth each epoch; 2: twice); "
+                "sets not named: 1",
+            ),
+        },
         "Dataloader": {
             "batch_size": Key(
                 "int", REQUIRED, "images per batch (per process under DDP)", range=AT_LEAST_1

@@ -283,3 +283,18 @@ def test_two_processes_gather_the_scores_of_one(data, validated, tmp_path, one_t
     assert logged(rows[0]) == as_logged(eval_scores(data, init, tmp_path, root=val))
     latest = ckpt / "latest.pth"
     assert logged(rows[1]) == as_logged(eval_scores(data, latest, tmp_path, root=val))
+
+
+def test_weighted_training_sets(data, tmp_path, capsys):
+    """Train.Dataset.weights: half of Synth-TR per epoch, so one batch of 4."""
+    ckpt = tmp_path / "ckpt"
+    argv = train_argv(data, ckpt, "Train.Dataset.weights={Synth-TR: 0.5}", epochs=1)
+    assert Train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "each epoch: Synth-TR 4 of 8" in out
+    assert "images per process and epoch 4 (1 process(es)), 1 batches of 4 each" in out
+    argv = train_argv(data, ckpt, "Train.Dataset.weights={DUTS-TR: 0.5}", epochs=1)
+    assert Train.main(argv) == 1
+    assert "Train.Dataset.weights: weights names 'DUTS-TR', which is not one of the sets" in (
+        capsys.readouterr().err
+    )

@@ -320,6 +320,15 @@ def train(
     elif (directory / LATEST).exists():
         say(f"note: {directory} already holds a checkpoint; starting afresh (--resume continues)")
 
+    counts = getattr(run.sampler, "counts", None)  # Train.Dataset.weights
+    if counts is not None:
+        say(
+            "each epoch: "
+            + ", ".join(
+                f"{name} {count} of {len(run.sampler.ranges[name])}"
+                for name, count in counts.items()
+            )
+        )
     if run.dataset.failures:
         say(f"{len(run.dataset.failures)} training file(s) cannot be read and are left out")
     shares = "+".join(str(count) for count in gather_objects(len(run.sampler), info))

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from data import build_dataset
+from data.sampling import WeightedSetSampler, check_weights
 from lib import CheckpointError
 from lib.optim import PolyLr, build_optimizer
 from utils.engine.distributed import DistInfo
@@ -34,7 +35,7 @@ class Run:
 
     model: nn.Module
     dataset: Any
-    sampler: DistributedSampler
+    sampler: Sampler  # with set_epoch(epoch), as DistributedSampler
     optimizer: torch.optim.Optimizer
     scheduler: PolyLr
     scaler: torch.amp.GradScaler
@@ -70,13 +71,7 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     frozen = freeze(model, tcfg["freeze"])
     dataset = build_dataset(tcfg["Dataset"], on_error="skip", seed=seed)
-    sampler = DistributedSampler(
-        dataset,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=loader_cfg["shuffle"],
-        seed=seed,
-    )
+    sampler = build_sampler(dataset, tcfg["Dataset"]["weights"], loader_cfg["shuffle"], seed, info)
     batches = len(sampler) // loader_cfg["batch_size"]
     if batches == 0:
         raise TrainingError(
@@ -112,6 +107,22 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         batches,
         amp_dtype,
     )
+
+
+def build_sampler(dataset, weights: Mapping, shuffle: bool, seed: int, info: DistInfo) -> Sampler:
+    """This process's share of every epoch: a DistributedSampler over the whole data set, or
+    with ``Train.Dataset.weights`` a :class:`data.sampling.WeightedSetSampler` (fixed shares
+    of the sets per epoch). TrainingError for weights that name no set or are not >= 0."""
+    if not weights:
+        return DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed
+        )
+    try:
+        checked = check_weights(weights, dataset.sets)
+    except ValueError as error:
+        raise TrainingError(f"Train.Dataset.weights: {error}") from None
+    set_names = [sample.set for sample in dataset.samples]
+    return WeightedSetSampler(set_names, checked, info.world_size, info.rank, shuffle, seed)
 
 
 def freeze(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
