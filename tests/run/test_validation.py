@@ -298,3 +298,17 @@ def test_weighted_training_sets(data, tmp_path, capsys):
     assert "Train.Dataset.weights: weights names 'DUTS-TR', which is not one of the sets" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs" / "finetune").glob("*.yaml")))
+def test_finetune_presets_load_and_start_from_a_published_checkpoint(preset):
+    from data.transforms import CONFIG_CHECKS
+    from utils.config import load_config
+    from utils.io.manifest import install_item_for
+
+    cfg = load_config(preset, require=("Model", "Train", "Test", "Eval"), checks=CONFIG_CHECKS)
+    settings = validation_settings(cfg)
+    assert settings is not None and settings.targets
+    init = cfg["Train"]["Checkpoint"]["init"]
+    if "SwinB" in preset.name:  # install.sh fetches the checkpoint it starts from
+        assert install_item_for(Path(init)) == init.split("/")[1]
