@@ -179,6 +179,7 @@ def test_init_from_a_checkpoint_with_a_frozen_backbone(data, validated, tmp_path
         "Train.freeze=[backbone]",
         "Train.Validation.general=[Synth-TR]",
         f"Train.Validation.general_root={data / 'Train_Dataset'}",
+        "Train.Validation.save_maps=true",
     )
     argv = train_argv(data, ckpt, *opts, epochs=1) + ["--init-from", str(init)]
     assert Train.main(argv) == 0
@@ -190,6 +191,9 @@ def test_init_from_a_checkpoint_with_a_frozen_backbone(data, validated, tmp_path
         ("1", "Synth-TE", "target"),
         ("1", "Synth-TR", "general"),
     ]
+    maps = ckpt / "validation" / "Synth-TE"  # save_maps: the last validation's PNGs
+    images = data / "Test_Dataset" / "Synth-TE" / "images"
+    assert sorted(p.stem for p in maps.glob("*.png")) == sorted(p.stem for p in images.iterdir())
     # Step 0 scores the init checkpoint exactly as Eval does.
     assert logged(rows[0]) == as_logged(eval_scores(data, init, tmp_path))
     # The forgetting report: the general set's score next to the target's, and its change.
@@ -312,3 +316,28 @@ def test_finetune_presets_load_and_start_from_a_published_checkpoint(preset):
     init = cfg["Train"]["Checkpoint"]["init"]
     if "SwinB" in preset.name:  # install.sh fetches the checkpoint it starts from
         assert install_item_for(Path(init)) == init.split("/")[1]
+
+
+@pytest.mark.slow
+def test_early_stopping_after_patience(data, tmp_path, capsys, monkeypatch):
+    """Scores that only get worse after epoch 1: patience 1 stops after epoch 2 of 3."""
+    import utils.engine.validation
+
+    sm = iter([0.5, 0.4, 0.3])
+
+    def fake_score_set(*args, **kwargs):
+        return {"Sm": next(sm), "mae": 0.1}, 2, []
+
+    monkeypatch.setattr(utils.engine.validation, "score_set", fake_score_set)
+    ckpt = tmp_path / "ckpt"
+    opts = validation_opts(data, "Train.Validation.patience=1", "Train.Validation.at_start=false")
+    opts[opts.index(f"Train.Validation.metrics=[{','.join(METRIC_NAMES)}]")] = (
+        "Train.Validation.metrics=[Sm,mae]"
+    )
+    assert Train.main(train_argv(data, ckpt, *opts, epochs=3)) == 0
+    out = capsys.readouterr().out
+    assert "early stop: Sm has not improved for 1 validation(s)" in out
+    assert "done: 2 epoch(s)" in out
+    assert json.loads((ckpt / "best.json").read_text())["epoch"] == 1
+    state = load_training_state(ckpt)
+    assert state["epoch"] == 2 and state["hooks"]["validation"]["stale"] == 1

@@ -1,6 +1,6 @@
 """Training hooks: what the loop calls at fixed points, so that checkpointing, step logs, debug
-tiles, the non-finite-loss stop and signal handling (and validation, EMA or a tracker later)
-are each one small class, added without editing the loop.
+tiles, the non-finite-loss stop, signal handling and validation (utils.engine.validation), and
+later EMA or a tracker, are each one small class, added without editing the loop.
 
 Every process (rank) calls every hook at the same points in the same order; a hook that writes
 files checks ``trainer.info.is_main`` itself. Collectives (``utils.engine.distributed``) may be
