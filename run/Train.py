@@ -6,11 +6,17 @@
     .venv/bin/torchrun --nproc_per_node=4 run/Train.py --config configs/InSPyReNet_SwinB.yaml
     .venv/bin/python run/Train.py --config configs/InSPyReNet_Tiny.yaml --debug \
         --opts Train.Scheduler.epoch=5 Train.Checkpoint.checkpoint_dir=snapshots/tiny5
+    .venv/bin/python run/Train.py --config configs/finetune/InSPyReNet_SwinB_custom.yaml \
+        --init-from snapshots/InSPyReNet_SwinB/latest.pth          # fine-tune on your own images
 
 Writes into ``Train.Checkpoint.checkpoint_dir``: ``latest.pth`` (published format, what Test and
 Inference load), ``state.pth`` (for ``--resume``), ``config.yaml`` (the effective config, with
 the seed), ``train_log.csv`` (loss and lr per step), ``tensorboard/`` (when installed) and with
 ``--debug`` ``debug/epoch_<n>.png`` (saliency and Laplacian pyramids of a training sample).
+With ``Train.Validation`` (utils/engine/validation.py) also ``val_log.csv`` (Eval's scores per
+validation), ``best.pth`` (published format) and ``best.json`` (its epoch and scores).
+``--init-from PATH`` (or ``Train.Checkpoint.init``) starts from a full InSPyReNet checkpoint;
+``Train.freeze`` keeps named parts (e.g. the backbone) and their BatchNorm statistics fixed.
 
 Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits with 128 + the signal
 number; ``--resume`` then continues exactly where it stopped. A NaN/inf loss stops the run
@@ -49,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_training_arguments(parser)
     parser.add_argument(
         "--debug", action="store_true", help="save pyramid tiles to <checkpoint_dir>/debug/"
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="fine-tune: start from this full InSPyReNet checkpoint (Train.Checkpoint.init)",
     )
     return parser.parse_args(argv)
 
@@ -95,11 +106,15 @@ def train_with_args(
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from data.transforms import CONFIG_CHECKS
+    from utils.evaluation.metrics import check_metrics
     from utils.runtime import tune_malloc
 
     tune_malloc()
+    checks = {**CONFIG_CHECKS, "Train.Validation.metrics": check_metrics}
     with exit_on_error(EXIT_SETUP):
-        cfg = config_from_args(args, require=("Model", "Train"), checks=CONFIG_CHECKS)
+        cfg = config_from_args(args, require=("Model", "Train"), checks=checks)
+    if args.init_from:
+        cfg["Train"]["Checkpoint"]["init"] = args.init_from
     resume = command_line("run/Train.py", argv, ("--resume",))
     return train_with_args(cfg, args, resume)[0]
 

@@ -182,7 +182,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "precision": Key("str", "fp32", "inference precision", choices=("fp32", "bf16", "fp16")),
     },
     "Train": {
-        "Dataset": _dataset_section("training"),
+        "Dataset": {
+            **_dataset_section("training"),
+            "weights": Key(
+                "mapping",
+                {},
+                "set name -> its share per epoch (0.1: a fresh tenth each epoch; 2: twice); "
+                "sets not named: 1",
+            ),
+        },
         "Dataloader": {
             "batch_size": Key(
                 "int", REQUIRED, "images per batch (per process under DDP)", range=AT_LEAST_1
@@ -211,12 +219,60 @@ SCHEMA: dict[str, dict[str, Any]] = {
                 "int", 1, "write a checkpoint every this many epochs", range=AT_LEAST_1
             ),
             "checkpoint_dir": Key("str", REQUIRED, "folder for checkpoints and the used config"),
+            "init": Key(
+                "str",
+                None,
+                "full InSPyReNet checkpoint (official format) to fine-tune from; null: none",
+                True,
+            ),
         },
         "Debug": {
             "keys": Key(
                 "str_list", ["saliency", "laplacian"], "model outputs drawn in debug images"
             ),
         },
+        "Validation": {
+            "enabled": Key("bool", False, "score validation sets while training (off: as before)"),
+            "root": Key("str", None, "folder holding the validation sets (images/, masks/)", True),
+            "sets": Key("str_list", [], "target validation sets under root: select the best"),
+            "general": Key(
+                "str_list",
+                [],
+                "general sets (e.g. DUTS-TE) scored beside them to show forgetting; not used "
+                "to select",
+            ),
+            "general_root": Key("str", None, "folder holding the general sets; null: root", True),
+            "every": Key(
+                "int", 1, "validate every this many epochs (and after the last)", range=AT_LEAST_1
+            ),
+            "at_start": Key(
+                "bool", False, "also validate before the first step (always with general sets)"
+            ),
+            "metrics": Key("str_list", ["Sm", "mae"], "metrics logged (any of Eval's)"),
+            "select": Key("str", "Sm", "metric that selects best.pth (among metrics)"),
+            "mode": Key(
+                "str",
+                None,
+                "max or min: the better direction of select; null: min for mae, else max",
+                True,
+                choices=("max", "min"),
+            ),
+            "patience": Key(
+                "int",
+                None,
+                "stop after this many validations without improvement; null: never",
+                True,
+                range=AT_LEAST_1,
+            ),
+            "save_maps": Key(
+                "bool", False, "also write the maps as PNGs to <checkpoint_dir>/validation/"
+            ),
+        },
+        "freeze": Key(
+            "str_list",
+            [],
+            "model parts not trained (e.g. [backbone]): weights and BatchNorm statistics kept",
+        ),
         "seed": Key(
             "int", None, "random seed for a repeatable run; null: not seeded", True, range=SEED
         ),

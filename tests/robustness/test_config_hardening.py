@@ -312,7 +312,7 @@ def _leaves(node: dict, prefix: str = ""):
 
 def test_every_number_has_its_range_in_the_schema_and_the_help():
     numeric = {dotted: spec for dotted, spec in _leaves(SCHEMA) if spec.kind in NUMERIC}
-    assert len(numeric) == 16  # the brief's list, num_workers twice, and seed
+    assert len(numeric) == 18  # the brief's list, num_workers twice, seed, Validation (2)
     help_text = describe_schema()
     for dotted, spec in numeric.items():
         assert isinstance(spec, Key) and spec.range is not None, dotted

@@ -98,6 +98,14 @@ def gather_objects(value: Any, info: DistInfo) -> list[Any]:
     return values
 
 
+def broadcast_tensors(tensors: list[torch.Tensor], info: DistInfo) -> None:
+    """Overwrite ``tensors`` on every rank with rank 0's values, in place (same shapes on all)."""
+    if not _active(info):
+        return
+    for tensor in tensors:
+        dist.broadcast(tensor, src=0)
+
+
 def any_rank(flags: list[bool], info: DistInfo) -> list[bool]:
     """Element-wise OR of ``flags`` over all ranks: one small all-reduce for several flags."""
     if not _active(info):

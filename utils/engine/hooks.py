@@ -1,6 +1,6 @@
 """Training hooks: what the loop calls at fixed points, so that checkpointing, step logs, debug
-tiles, the non-finite-loss stop and signal handling (and validation, EMA or a tracker later)
-are each one small class, added without editing the loop.
+tiles, the non-finite-loss stop, signal handling and validation (utils.engine.validation), and
+later EMA or a tracker, are each one small class, added without editing the loop.
 
 Every process (rank) calls every hook at the same points in the same order; a hook that writes
 files checks ``trainer.info.is_main`` itself. Collectives (``utils.engine.distributed``) may be
@@ -71,7 +71,20 @@ class EpochState:
 
 
 class Hook:
-    """Base class: every point does nothing; override the ones you need (module docstring)."""
+    """Base class: every point does nothing; override the ones you need (module docstring).
+
+    A hook with a ``state_key`` has its :meth:`state_dict` saved in ``state.pth`` at every
+    checkpoint and given back to :meth:`load_state_dict` on ``--resume`` (plain values only:
+    the state is read with ``weights_only=True``)."""
+
+    state_key: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this hook needs to resume (only called when ``state_key`` is set)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def before_train(self, trainer: Trainer) -> None:
         """Before the first step."""
@@ -194,6 +207,9 @@ class Checkpointing(Hook):
                 "scheduler": run.scheduler.state_dict(),
                 "scaler": run.scaler.state_dict(),
                 "rng": states,
+                "hooks": {
+                    hook.state_key: hook.state_dict() for hook in trainer.hooks if hook.state_key
+                },
             },
         )
 
@@ -203,6 +219,14 @@ class Checkpointing(Hook):
 
     def on_stop(self, trainer: Trainer, epoch: int, step: int) -> None:
         self.write(trainer, epoch, step)
+
+
+def load_hook_states(hooks: list[Hook], states: dict[str, Any]) -> None:
+    """Give every hook with a ``state_key`` its saved state (resume); hooks without one saved
+    (e.g. validation switched on for the resumed run) start afresh."""
+    for hook in hooks:
+        if hook.state_key and hook.state_key in states:
+            hook.load_state_dict(states[hook.state_key])
 
 
 class StepLog(Hook):

@@ -16,7 +16,9 @@ What one run does:
   CUDA. TF32 is off.
 * Hooks (utils.engine.hooks) do everything around the steps: checkpoints every
   ``checkpoint_epoch`` epochs and at the end, the per-step log ``train_log.csv``, with ``debug``
-  a pyramid tile per epoch, the non-finite-loss stop and SIGTERM/SIGINT handling. ``train(...,
+  a pyramid tile per epoch, the non-finite-loss stop, SIGTERM/SIGINT handling and with
+  ``Train.Validation`` the validation (utils.engine.validation: scores per epoch, ``best.pth``,
+  early stopping; its state is part of ``state.pth``). ``train(...,
   hooks=[...])`` adds more. The effective config (seed included) goes to
   ``<checkpoint_dir>/config.yaml``. Only rank 0 writes files and shows progress bars.
 * Reproducibility: every run has a seed (``--seed``, ``Train.seed`` or one drawn and recorded in
@@ -57,10 +59,12 @@ from utils.engine.hooks import (
     SignalStop,
     StepLog,
     StepState,
+    load_hook_states,
 )
 from utils.engine.position import position
 from utils.engine.setup import Run, TrainingError, build_run, check_resumable, epoch_loader
 from utils.engine.state import CONFIG, LATEST, STATE, load_training_state, set_rng_state
+from utils.engine.validation import Validation, validation_settings
 from utils.io.atomic import check_output_folder
 from utils.runtime import disable_tf32
 
@@ -122,6 +126,8 @@ class Trainer:
         self.epochs = cfg["Train"]["Scheduler"]["epoch"]
         self.bars = bars and info.is_main
         self.skipped = 0
+        self.start_epoch, self.start_step = 0, 0  # where fit() began (set by fit)
+        self.status: dict[str, str] = {}  # hooks' entries for the epochs progress bar
 
     def say(self, message: str) -> None:
         """Log ``message`` on rank 0 (the other ranks stay quiet)."""
@@ -132,6 +138,7 @@ class Trainer:
         """Train from (``epoch``, ``step``) to the end or to a stop; return where it ended
         (complete epochs, steps into the next one). ``rng``: every rank's RNG states to restore
         before the first step (resume)."""
+        self.start_epoch, self.start_step = epoch, step
         for hook in self.hooks:
             hook.before_train(self)
         bar = tqdm(total=self.epochs, initial=epoch, desc="epochs", disable=not self.bars)
@@ -148,6 +155,8 @@ class Trainer:
                 self.report_epoch(outcome)
                 for hook in self.hooks:
                     hook.after_epoch(self, outcome)
+                if self.status:
+                    bar.set_postfix(self.status, refresh=False)
                 bar.update()
                 if outcome.stopping:
                     break
@@ -297,6 +306,7 @@ def train(
         seed = state["seed"]
     else:
         seed = choose_seed(seed if seed is not None else tcfg["seed"], info)
+    validation = validation_settings(cfg)  # before the slow set-up: a config mistake fails fast
     run = build_run(cfg, info, seed)
     epoch, step = 0, 0
     if state is not None:
@@ -310,6 +320,15 @@ def train(
     elif (directory / LATEST).exists():
         say(f"note: {directory} already holds a checkpoint; starting afresh (--resume continues)")
 
+    counts = getattr(run.sampler, "counts", None)  # Train.Dataset.weights
+    if counts is not None:
+        say(
+            "each epoch: "
+            + ", ".join(
+                f"{name} {count} of {len(run.sampler.ranges[name])}"
+                for name, count in counts.items()
+            )
+        )
     if run.dataset.failures:
         say(f"{len(run.dataset.failures)} training file(s) cannot be read and are left out")
     shares = "+".join(str(count) for count in gather_objects(len(run.sampler), info))
@@ -332,8 +351,12 @@ def train(
     ]
     if debug:
         builtin.append(DebugTiles(directory, tcfg["Debug"]["keys"]))
+    if validation is not None:  # before Checkpointing: the epoch's checkpoint includes it
+        builtin.append(Validation(validation, cfg, directory))
     builtin.append(Checkpointing(directory, tcfg["Checkpoint"]["checkpoint_epoch"]))
     trainer = Trainer(cfg, info, run, seed, [*builtin, *hooks], progress)
+    if state is not None:
+        load_hook_states(trainer.hooks, state.get("hooks", {}))
     epoch, step = trainer.fit(epoch, step, None if state is None else state["rng"])
     return TrainResult(
         checkpoint_dir=directory,

@@ -8,6 +8,13 @@
 ``epoch`` and ``step`` count from 1 (``step`` within the epoch); ``iteration`` is the global
 step; the learning rates are those the step used. On resume, rows written after the resumed
 checkpoint (by a killed run) are dropped, so the file always describes one consistent run.
+``val_log.csv`` (validation, utils.engine.validation) has one row per validation and set::
+
+    epoch,set,role,Sm,mae
+    0,Synth-VAL,target,0.43519...,0.1421...
+
+with the scores at full precision (``repr`` of the float, what Eval computes); epoch 0 is the
+validation before the first step.
 TensorBoard event files go to ``<checkpoint_dir>/tensorboard/`` when the ``tensorboard``
 package is installed (``pip install tensorboard``); nothing changes when it is not.
 """
@@ -16,8 +23,9 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +36,8 @@ from utils.io.images import write_png_atomic
 
 LOG_NAME = "train_log.csv"
 COLUMNS = ("epoch", "step", "iteration", "loss", "lr_backbone", "lr_head")
+VAL_LOG_NAME = "val_log.csv"
+VAL_COLUMNS = ("epoch", "set", "role")  # then one column per metric
 
 
 def _tensorboard_writer(folder: Path):
@@ -39,6 +49,21 @@ def _tensorboard_writer(folder: Path):
     return SummaryWriter(log_dir=str(folder))
 
 
+def _reopen_csv(path: Path, columns: Sequence[str], keep) -> tuple[Any, csv.DictWriter]:
+    """Rewrite ``path`` with the header ``columns`` and its existing rows for which
+    ``keep(row)`` is true (none when ``keep`` is None); return the open file and its writer."""
+    rows = []
+    if keep is not None and path.is_file():
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.DictReader(handle) if keep(row)]
+    file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    writer = csv.DictWriter(file, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    file.flush()
+    return file, writer
+
+
 class TrainLog:
     """Append-only step log; ``resume_iteration`` keeps only rows up to that iteration."""
 
@@ -46,17 +71,10 @@ class TrainLog:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / LOG_NAME
-        rows = []
-        if resume_iteration is not None and self.path.is_file():
-            with open(self.path, newline="", encoding="utf-8") as handle:
-                rows = [
-                    r for r in csv.DictReader(handle) if int(r["iteration"]) <= resume_iteration
-                ]
-        self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(rows)
-        self._file.flush()
+        keep = None
+        if resume_iteration is not None:
+            keep = lambda row: int(row["iteration"]) <= resume_iteration  # noqa: E731
+        self._file, self._writer = _reopen_csv(self.path, COLUMNS, keep)
         self._board = _tensorboard_writer(directory / "tensorboard")
 
     def step(self, epoch: int, step: int, iteration: int, loss: float, lrs: Sequence[float]):
@@ -76,6 +94,40 @@ class TrainLog:
             self._board.add_scalar("train/loss", loss, iteration)
             self._board.add_scalar("train/lr_backbone", lrs[0], iteration)
             self._board.add_scalar("train/lr_head", lrs[-1], iteration)
+
+    def close(self) -> None:
+        """Flush and close the CSV file and the TensorBoard writer."""
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
+
+
+class ValidationLog:
+    """``val_log.csv``: one row per validation and set (``epoch`` 0: before training), the
+    metrics with 6 significant digits... see VAL_COLUMNS; TensorBoard ``val/<set>/<metric>``.
+    ``resume_epoch``: keep the rows up to that epoch (a resumed run), None: start afresh."""
+
+    def __init__(
+        self, directory: str | os.PathLike, metrics: Sequence[str], resume_epoch: int | None
+    ):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / VAL_LOG_NAME
+        keep = None
+        if resume_epoch is not None:
+            keep = lambda row: int(row["epoch"]) <= resume_epoch  # noqa: E731
+        self._file, self._writer = _reopen_csv(self.path, [*VAL_COLUMNS, *metrics], keep)
+        self._board = _tensorboard_writer(directory / "tensorboard")
+
+    def add(self, epoch: int, name: str, role: str, scores: Mapping[str, float]) -> None:
+        """Record the ``scores`` of set ``name`` (role target or general) after ``epoch``."""
+        row = {"epoch": epoch, "set": name, "role": role}
+        row.update({metric: repr(float(value)) for metric, value in scores.items()})
+        self._writer.writerow(row)
+        self._file.flush()
+        if self._board is not None:
+            for metric, value in scores.items():
+                self._board.add_scalar(f"val/{name}/{metric}", value, epoch)
 
     def close(self) -> None:
         """Flush and close the CSV file and the TensorBoard writer."""

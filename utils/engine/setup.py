@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from data import build_dataset
+from data.sampling import WeightedSetSampler, check_weights
+from lib import CheckpointError
 from lib.optim import PolyLr, build_optimizer
 from utils.engine.distributed import DistInfo
 from utils.io.checkpoint import load_model
@@ -33,7 +35,7 @@ class Run:
 
     model: nn.Module
     dataset: Any
-    sampler: DistributedSampler
+    sampler: Sampler  # with set_epoch(epoch), as DistributedSampler
     optimizer: torch.optim.Optimizer
     scheduler: PolyLr
     scaler: torch.amp.GradScaler
@@ -59,16 +61,17 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
             f"Train.Scheduler.type {sched_cfg['type']!r} is not supported; use one of {SCHEDULERS}"
         )
     seed_everything(seed)
-    model = load_model(cfg["Model"]).to(info.device)
+    init = tcfg["Checkpoint"]["init"]
+    try:
+        model = load_model(cfg["Model"], init).to(info.device)  # init: strict, whole network
+    except CheckpointError as error:
+        raise TrainingError(f"Train.Checkpoint.init: {error}") from None
     seed_everything(seed + info.rank)
+    if info.distributed and info.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    frozen = freeze(model, tcfg["freeze"])
     dataset = build_dataset(tcfg["Dataset"], on_error="skip", seed=seed)
-    sampler = DistributedSampler(
-        dataset,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=loader_cfg["shuffle"],
-        seed=seed,
-    )
+    sampler = build_sampler(dataset, tcfg["Dataset"]["weights"], loader_cfg["shuffle"], seed, info)
     batches = len(sampler) // loader_cfg["batch_size"]
     if batches == 0:
         raise TrainingError(
@@ -88,11 +91,11 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         amp_dtype = torch.float16 if info.device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     if info.distributed:
-        if info.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     model.train()  # installs the training forward (architecture §9)
+    for part in frozen:
+        keep_batchnorm_statistics(part)
     return Run(
         model,
         dataset,
@@ -104,6 +107,52 @@ def build_run(cfg: Mapping, info: DistInfo, seed: int) -> Run:
         batches,
         amp_dtype,
     )
+
+
+def build_sampler(dataset, weights: Mapping, shuffle: bool, seed: int, info: DistInfo) -> Sampler:
+    """This process's share of every epoch: a DistributedSampler over the whole data set, or
+    with ``Train.Dataset.weights`` a :class:`data.sampling.WeightedSetSampler` (fixed shares
+    of the sets per epoch). TrainingError for weights that name no set or are not >= 0."""
+    if not weights:
+        return DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed
+        )
+    try:
+        checked = check_weights(weights, dataset.sets)
+    except ValueError as error:
+        raise TrainingError(f"Train.Dataset.weights: {error}") from None
+    set_names = [sample.set for sample in dataset.samples]
+    return WeightedSetSampler(set_names, checked, info.world_size, info.rank, shuffle, seed)
+
+
+def freeze(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """Stop training the parts of ``model`` named in ``names`` (``Train.freeze``: module paths
+    such as ``backbone`` or ``backbone.layer1``): their parameters get ``requires_grad=False``
+    (so the optimiser leaves them out). Returns the parts, whose BatchNorm layers the caller
+    keeps in eval mode after ``model.train()`` (:func:`keep_batchnorm_statistics`).
+    TrainingError for a name that is no part of the model."""
+    parts = []
+    for name in names:
+        try:
+            part = model.get_submodule(name)
+        except AttributeError:
+            top = ", ".join(child for child, _ in model.named_children())
+            raise TrainingError(
+                f"Train.freeze: the model has no part {name!r}; its parts are {top} (a dotted "
+                "path reaches inside one, e.g. backbone.layer1)"
+            ) from None
+        for parameter in part.parameters():
+            parameter.requires_grad_(False)
+        parts.append(part)
+    return parts
+
+
+def keep_batchnorm_statistics(part: nn.Module) -> None:
+    """Put every BatchNorm layer of ``part`` in eval mode: it normalises with its running
+    statistics and no longer updates them (a frozen part stays bit-identical)."""
+    for module in part.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def check_resumable(state: Mapping, run: Run, cfg: Mapping, info: DistInfo, where: str) -> None:
