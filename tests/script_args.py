@@ -1,6 +1,7 @@
 """Command lines of run/Train.py and run/Test.py on the tiny config, shared by the test modules
 (``from tests.script_args import train_argv, test_argv``)."""
 
+import importlib.util
 from pathlib import Path
 
 TINY_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "InSPyReNet_Tiny.yaml")
@@ -42,3 +43,10 @@ def test_argv(data: Path, ckpt: Path, pred: Path, *extra: str) -> list[str]:
 
 
 test_argv.__test__ = False  # a helper, not a test for pytest to collect
+
+
+def training_files(*names: str) -> list[str]:
+    """The sorted file names a training run writes into its checkpoint folder: ``names`` plus
+    ``tensorboard`` when the optional tensorboard package is installed."""
+    board = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    return sorted([*names, *board])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.script_args import training_files
 from utils.engine.records import read_log
 from utils.engine.state import load_training_state
 
@@ -43,12 +44,9 @@ def test_two_processes_share_the_data_and_write_one_checkpoint(data, tmp_path):
     assert out.count("done: 2 epoch(s)") == 1  # only rank 0 reports
 
     # Only rank 0 writes: one set of files, one log row per step.
-    assert sorted(path.name for path in ckpt.iterdir()) == [
-        "config.yaml",
-        "latest.pth",
-        "state.pth",
-        "train_log.csv",
-    ]
+    assert sorted(path.name for path in ckpt.iterdir()) == training_files(
+        "config.yaml", "latest.pth", "state.pth", "train_log.csv"
+    )
     assert [int(row["iteration"]) for row in read_log(ckpt / "train_log.csv")] == [1, 2, 3, 4]
     state = load_training_state(ckpt)
     assert state["world_size"] == 2 and len(state["rng"]) == 2  # both ranks' RNG states

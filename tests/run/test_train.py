@@ -18,7 +18,7 @@ import torch
 
 import utils.engine.loop
 from run import Train
-from tests.script_args import train_argv
+from tests.script_args import train_argv, training_files
 from utils.config import load_config
 from utils.engine.records import read_log
 from utils.engine.state import load_training_state
@@ -70,7 +70,7 @@ def on_loss_call(monkeypatch, call: int, action) -> None:
 def test_outputs_of_a_run(reference):
     """Checkpoint files, the effective config with its seed, and one log row per step."""
     files = sorted(path.name for path in reference.iterdir())
-    assert files == ["config.yaml", "latest.pth", "state.pth", "train_log.csv"]
+    assert files == training_files("config.yaml", "latest.pth", "state.pth", "train_log.csv")
     config = load_config(reference / "config.yaml")
     assert config["Train"]["seed"] == 0
     rows = read_log(reference / "train_log.csv")
