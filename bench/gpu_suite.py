@@ -239,6 +239,8 @@ def onnxruntime_section(ctx: dict) -> dict:
     if done.returncode != 0 or not onnx_path.is_file():
         return failed(f"run/Export.py exited {done.returncode}", done.stderr)
     session = ort.InferenceSession(str(onnx_path), providers=[provider])
+    if session.get_providers()[0] != provider:  # ONNX Runtime falls back when CUDA is unusable
+        return failed(f"ONNX Runtime could not use {provider} ({session.get_providers()})")
     rng = np.random.default_rng(0)
     feeds = {
         put.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in put.shape]).astype(
