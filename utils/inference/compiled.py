@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch._inductor.exc import CppCompileError, InvalidCxxCompiler
 
 from utils.io.atomic import write_bytes_atomic
 from utils.io.checkpoint import checkpoint_sha256
@@ -146,6 +145,8 @@ class CompiledCache:
         with torch.inference_mode(False), torch.no_grad():
             inputs = tuple(t.clone() for t in _inputs(image, image_resized))
             program = torch.export.export(self.logits, inputs)
+        from torch._inductor.exc import CppCompileError, InvalidCxxCompiler  # not at start-up
+
         package = io.BytesIO()
         try:
             torch._inductor.aoti_compile_and_package(program, package_path=package)
