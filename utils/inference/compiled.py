@@ -2,12 +2,12 @@
 
 Why AOTInductor: TorchScript tracing (the old ``--jit``) is deprecated in torch 2.x and warned on
 every run. Of the supported replacements, an exported program (``torch.export``) run as is gives
-no speed-up on a CPU (it replays the same ATen calls; measured equal to eager on the tiny model),
-and an ONNX engine needs the optional onnxruntime. ``torch.export`` followed by AOTInductor
+no speed-up (it runs the same ATen operators one by one, as eager does), and an ONNX engine needs the optional onnxruntime. ``torch.export`` followed by AOTInductor
 (``torch._inductor.aoti_compile_and_package``, the documented ahead-of-time path) compiles the
-graph into a shared library: 1.36x faster than eager on the tiny model at 192x288 on a 2-core
-AVX-512 EPYC, and a cached package loads in well under a second. The price is a C++ compiler at
-compile time and about a minute of compilation per input size on such a CPU (once: cached).
+graph into a shared library. ``bench/jit_speed.py`` on the tiny config at 384² (2-core AVX-512
+AMD EPYC): 1.30x eager per image (0.102 s against 0.132 s), a cached package loads and runs its
+first map in 1.3 s; the price is a C++ compiler and one compilation per input size (48 s there;
+then cached).
 
 Cache: ``<ckpt dir>/jit/<ckpt stem>_<tag>_<device>_<precision>_<B>x<H>x<W>[_<h>x<w>].pt2``
 (``h×w`` the ``image_resized`` size; ``tag`` a hash of the key: the Model section, the
