@@ -90,7 +90,13 @@ def environment(ctx: dict) -> dict:
 
 
 def inference(ctx: dict) -> dict:
-    from bench.infer_speed import Worker, _ours_worker, _peer_worker, write_photos
+    from bench.infer_speed import (
+        Worker,
+        _ours_worker,
+        _peer_worker,
+        map_differences,
+        write_photos,
+    )
     from bench.timing import QuietGate, pairwise_ratio, time_alternating
 
     tmp, device = ctx["tmp"], str(ctx["device"])
@@ -122,13 +128,22 @@ def inference(ctx: dict) -> dict:
         result["peer"] = {"status": "skipped", "reason": peer_reason}
     else:
         seconds = pairwise_ratio(samples, gate, ours="fp32", peer="peer").peer
-        result["peer"] = {"status": "ok", "images_per_s": len(photos) / seconds}
+        largest, mean = map_differences(tmp / "maps_fp32", tmp / "maps_peer", photos)
+        result["peer"] = {
+            "status": "ok",
+            "images_per_s": len(photos) / seconds,
+            "max_map_difference_to_ours_fp32": largest,  # 0-255 maps: ours are within 1
+            "mean_map_difference_to_ours_fp32": mean,
+        }
     for name in ctx["variants"]:
         comparison = pairwise_ratio(samples, gate, ours=name, peer=baseline)
+        largest, mean = map_differences(tmp / f"maps_{name}", tmp / "maps_fp32", photos)
         result[name] = {
             "images_per_s": len(photos) / comparison.ours,
             "ratio": comparison.ratio,
             "quiet_rounds": comparison.rounds_kept,
+            "max_map_difference_to_fp32": largest,
+            "mean_map_difference_to_fp32": mean,
         }
     return result
 

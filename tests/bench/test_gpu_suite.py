@@ -26,6 +26,8 @@ def test_dry_run_writes_every_section(tmp_path):
     for variant in ("fp32", "bf16"):
         assert inference[variant]["images_per_s"] > 0
     assert inference["fp32"]["ratio"] == 1.0
+    assert inference["fp32"]["max_map_difference_to_fp32"] == 0
+    assert isinstance(inference["bf16"]["mean_map_difference_to_fp32"], float)
 
     training = results["training"]
     assert training["status"] == "ok" and training["batch_size"] == 4
