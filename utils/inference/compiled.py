@@ -2,7 +2,8 @@
 
 Why AOTInductor: TorchScript tracing (the old ``--jit``) is deprecated in torch 2.x and warned on
 every run. Of the supported replacements, an exported program (``torch.export``) run as is gives
-no speed-up (it runs the same ATen operators one by one, as eager does), and an ONNX engine needs the optional onnxruntime. ``torch.export`` followed by AOTInductor
+no speed-up (it runs the same ATen operators one by one, as eager does), and an ONNX engine
+needs the optional onnxruntime. ``torch.export`` followed by AOTInductor
 (``torch._inductor.aoti_compile_and_package``, the documented ahead-of-time path) compiles the
 graph into a shared library. ``bench/jit_speed.py`` on the tiny config at 384² (2-core AVX-512
 AMD EPYC): 1.30x eager per image (0.102 s against 0.132 s), a cached package loads and runs its
@@ -142,7 +143,9 @@ class CompiledCache:
         """Export and compile for these shapes; cache the package at ``path`` when given."""
         logger.info("compiling the network for input %s (once per size)", tuple(image.shape))
         # Exporting records plain tensors: inference-mode tensors cannot enter it, so clone them.
-        with torch.inference_mode(False), torch.no_grad():
+        # The caller's autocast is switched off: Logits' own autocast is what the graph records.
+        no_autocast = torch.autocast(self.device.type, enabled=False)
+        with torch.inference_mode(False), torch.no_grad(), no_autocast:
             inputs = tuple(t.clone() for t in _inputs(image, image_resized))
             program = torch.export.export(self.logits, inputs)
         from torch._inductor.exc import CppCompileError, InvalidCxxCompiler  # not at start-up
