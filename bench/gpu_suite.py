@@ -33,6 +33,7 @@ part is recorded as skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -121,7 +122,8 @@ def inference(ctx: dict) -> dict:
         samples = time_alternating(runners, ctx["rounds"], gate)
     finally:
         for worker in workers.values():
-            worker.stop()
+            with contextlib.suppress(OSError):  # a worker that died cannot be told to stop
+                worker.stop()
     baseline = "peer" if "peer" in samples else "fp32"
     result: dict = {"photos": len(photos), "rounds": ctx["rounds"], "baseline": baseline}
     if peer_reason is not None:

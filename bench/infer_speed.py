@@ -197,6 +197,7 @@ class Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=target, args=(child, *args), daemon=True)
         self.process.start()
+        child.close()  # the child's end lives in the child: recv() ends (EOFError) if it dies
         if self.conn.recv() != "ready":
             raise RuntimeError("worker failed to start")
 
