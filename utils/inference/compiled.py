@@ -5,10 +5,10 @@ every run. Of the supported replacements, an exported program (``torch.export``)
 no speed-up (it runs the same ATen operators one by one, as eager does), and an ONNX engine
 needs the optional onnxruntime. ``torch.export`` followed by AOTInductor
 (``torch._inductor.aoti_compile_and_package``, the documented ahead-of-time path) compiles the
-graph into a shared library. ``bench/jit_speed.py`` on the tiny config at 384² (2-core AVX-512
-AMD EPYC): 1.30x eager per image (0.102 s against 0.132 s), a cached package loads and runs its
-first map in 1.3 s; the price is a C++ compiler and one compilation per input size (48 s there;
-then cached).
+graph into a shared library. ``bench/jit_speed.py`` at 384² on a 2-core AVX-512 AMD EPYC: SwinB
+1.10x eager per image (1.375 s against 1.517 s), the tiny config 1.30x; a cached package loads
+and makes its first map in 2.7 s (SwinB). The price is a C++ compiler and one compilation per
+input size (SwinB 140 s, tiny 48 s there; then cached).
 
 Cache: ``<ckpt dir>/jit/<ckpt stem>_<tag>_<device>_<precision>_<B>x<H>x<W>[_<h>x<w>].pt2``
 (``h×w`` the ``image_resized`` size; ``tag`` a hash of the key: the Model section, the
