@@ -85,15 +85,16 @@ def write_photos(folder: Path) -> list[Path]:
     return paths
 
 
-def make_checkpoint(path: Path, photos: list[Path]) -> None:
-    """Random SwinB weights in the official format, BatchNorm statistics from two photos."""
+def make_checkpoint(path: Path, photos: list[Path], config: Path = CONFIG) -> None:
+    """Random weights of ``config``'s model (SwinB by default) in the official format,
+    BatchNorm statistics from two photos."""
     from data.transforms import build_transforms
     from lib import build_model
     from utils.config import load_config
     from utils.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    model = build_model({**load_config(CONFIG)["Model"], "pretrained": False})
+    model = build_model({**load_config(config)["Model"], "pretrained": False})
     batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in batchnorms:
         bn.reset_running_stats()
@@ -109,16 +110,27 @@ def make_checkpoint(path: Path, photos: list[Path]) -> None:
 
 
 # -- workers (child processes) ----------------------------------------------------------------
-def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -> None:
+def _ours_worker(
+    conn,
+    ckpt: str,
+    photos: list[str],
+    out: str,
+    precision: str,
+    device: str = "cpu",
+    compile: bool = False,
+    config_path: str = str(CONFIG),
+) -> None:
     from utils.config import load_config
     from utils.inference.predictor import Predictor, to_uint8
     from utils.io.images import read_image, write_png_atomic
     from utils.runtime import tune_malloc
 
     tune_malloc()
-    config = load_config(CONFIG)
+    config = load_config(config_path)
     config["Test"]["Dataset"]["transforms"] = STATIC_384
-    predictor = Predictor.from_config(config, ckpt=ckpt, device="cpu", precision=precision)
+    predictor = Predictor.from_config(
+        config, ckpt=ckpt, device=device, precision=precision, compile=compile
+    )
 
     def one_pass() -> float:
         start = time.perf_counter()
@@ -147,13 +159,15 @@ def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -
     _serve(conn, {"run": one_pass, "forward": forward})
 
 
-def _peer_worker(conn, ckpt: str, photos: list[str], out: str, home: str) -> None:
+def _peer_worker(
+    conn, ckpt: str, photos: list[str], out: str, home: str, device: str = "cpu"
+) -> None:
     os.environ["TRANSPARENT_BACKGROUND_FILE_PATH"] = home  # its config copy goes there
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from transparent_background import Remover
 
-        remover = Remover(mode="fast", ckpt=ckpt, device="cpu")
+        remover = Remover(mode="fast", ckpt=ckpt, device=device)
 
     def one_pass() -> float:
         start = time.perf_counter()
@@ -183,6 +197,7 @@ class Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=target, args=(child, *args), daemon=True)
         self.process.start()
+        child.close()  # the child's end lives in the child: recv() ends (EOFError) if it dies
         if self.conn.recv() != "ready":
             raise RuntimeError("worker failed to start")
 

@@ -26,7 +26,7 @@ from bench.timing import QuietGate, pairwise_ratio, result_line, time_alternatin
 from lib import build_model
 from lib.optim import build_optimizer
 from utils.config import load_config
-from utils.runtime import tune_malloc
+from utils.runtime import autocast, tune_malloc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,24 +38,41 @@ VARIANTS = {
 }
 
 
-def make_step(config: dict, amp: bool, memory_format: torch.memory_format, steps: int):
-    """A callable running ``steps`` training steps of one variant; returns their seconds."""
+def make_step(
+    config: dict,
+    amp: bool,
+    memory_format: torch.memory_format,
+    steps: int,
+    device: str | torch.device = "cpu",
+):
+    """A callable running ``steps`` training steps of one variant; returns their seconds.
+
+    ``amp`` is the training's mixed precision: bf16 autocast on a CPU, fp16 autocast with a
+    GradScaler on CUDA (README "Training"). On CUDA the seconds include a final synchronise."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(config["Model"]).train().to(memory_format=memory_format)
+    model = build_model(config["Model"]).train().to(device, memory_format=memory_format)
     optimizer = build_optimizer(model, config["Train"]["Optimizer"])
     batch = config["Train"]["Dataloader"]["batch_size"]
     height, width = config["Model"]["base_size"]
-    image = torch.randn(batch, 3, height, width).contiguous(memory_format=memory_format)
-    gt = (torch.rand(batch, 1, height, width) > 0.5).float()
+    image = torch.randn(batch, 3, height, width, device=device)
+    image = image.contiguous(memory_format=memory_format)
+    gt = (torch.rand(batch, 1, height, width, device=device) > 0.5).float()
+    cuda = device.type == "cuda"
+    precision = ("fp16" if cuda else "bf16") if amp else "fp32"
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp)
 
     def run() -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            with autocast(device, precision):
                 out = model({"image": image, "gt": gt})
             optimizer.zero_grad(set_to_none=True)
-            out["loss"].float().backward()
-            optimizer.step()
+            scaler.scale(out["loss"].float()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        if cuda:
+            torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
     run()  # warm-up

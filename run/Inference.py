@@ -86,7 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--gpu", action="store_true", help="same as --device cuda")
     add_device_argument(where)
-    parser.add_argument("--jit", action="store_true", help="trace the model (cached by input size)")
+    parser.add_argument(
+        "--jit",
+        action="store_true",
+        help="compile the network ahead of time (AOTInductor), cached per input size",
+    )
     parser.add_argument("--PM", action="store_true", help="Patch-Merging inference (Model.PM)")
     add_speed_arguments(parser)
     parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")

@@ -432,26 +432,50 @@ def test_jit_cache_follows_the_weights_not_size_and_time(tmp_path, monkeypatch):
     when = 1_700_000_000 * 10**9
     photo = np.asarray(Image.open(write_photo(tmp_path / "photo.png", (64, 48))))
 
-    def maps(jit: bool) -> np.ndarray:
-        return Predictor.from_config(CONFIG, ckpt=path, device="cpu", jit=jit).predict(photo)
+    def predictor(jit: bool) -> Predictor:
+        return Predictor.from_config(CONFIG, ckpt=path, device="cpu", jit=jit)
 
     save_weights(path, 0, when)
     first_bytes = path.read_bytes()
-    first = maps(jit=True)
+    first = predictor(jit=True).predict(photo)
+    cached = list((path.parent / "jit").glob("*.pt2"))
+    assert len(cached) == 1
+
+    # Other weights in a file of the same size and mtime: another cache file (not compiled
+    # here: its name is enough), and other maps.
     save_weights(path, 1, when)
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (len(first_bytes), when)
-    eager = maps(jit=False)
-    assert np.abs(eager - first).max() > 0.05  # other weights, other maps
-    np.testing.assert_allclose(maps(jit=True), eager, atol=1e-4)
-    assert len(list((path.parent / "jit").glob("*.pt"))) == 2
+    other = predictor(jit=True)
+    prepared = other.prepare(photo)
+    batch = (prepared.image[None], prepared.image_resized)
+    assert other.jit_cache_path(*batch) not in cached
+    assert np.abs(predictor(jit=False).predict(photo) - first).max() > 0.05
 
     # The first weights written back into the same file (same inode, size and mtime as the
-    # second's): their trace is found again by content, without tracing.
+    # second's): their package is found again by content, without compiling.
     with open(path, "r+b") as handle:
         handle.write(first_bytes)
     os.utime(path, ns=(when, when))
-    monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: pytest.fail("traced again"))
-    np.testing.assert_allclose(maps(jit=True), first, atol=1e-6)
+    assert predictor(jit=True).jit_cache_path(*batch) == cached[0]
+    monkeypatch.setattr(
+        torch._inductor, "aoti_compile_and_package", lambda *a, **k: pytest.fail("compiled")
+    )
+    np.testing.assert_allclose(predictor(jit=True).predict(photo), first, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_jit_without_a_writable_cache_folder_compiles_in_memory(tmp_path, caplog):
+    path = tmp_path / "snap" / "latest.pth"
+    path.parent.mkdir()
+    save_weights(path, 0, 1_700_000_000 * 10**9)
+    (path.parent / "jit").write_text("a file where the cache folder would go\n")
+    photo = np.asarray(Image.open(write_photo(tmp_path / "photo.png", (64, 48))))
+    eager = Predictor.from_config(CONFIG, ckpt=path, device="cpu").predict(photo)
+    with caplog.at_level(logging.INFO):
+        compiled = Predictor.from_config(CONFIG, ckpt=path, device="cpu", jit=True)
+        np.testing.assert_allclose(compiled.predict(photo), eager, atol=1e-4)
+    assert "cannot cache it at" in caplog.text and "kept in memory" in caplog.text
+    assert (path.parent / "jit").read_text() == "a file where the cache folder would go\n"
 
 
 def test_checkpoint_hash_is_recorded_and_reused(checkpoint, tmp_path, monkeypatch):

@@ -251,7 +251,7 @@ def test_jit_and_batched_outputs_equal_one_by_one(work, map_outputs, monkeypatch
             difference = read(dest / image).astype(int) - read(map_outputs / image)
             assert np.abs(difference).max() <= 1, (name, image)  # within 1/255
     assert batches[0] == 2  # the two photos went through the network together
-    assert list((work.root / "snapshot" / "jit").glob("latest_*_cpu_fp32_1x192x288_384x384.pt"))
+    assert list((work.root / "snapshot" / "jit").glob("latest_*_cpu_fp32_1x192x288_384x384.pt2"))
 
 
 def test_patch_merging(work):

@@ -96,6 +96,35 @@ def test_parallel_is_bit_identical_to_serial(tmp_path, peer_dir):
             np.testing.assert_array_equal(curve, parallel.curves[key])
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_f_of_mean_precision_and_recall_by_hand(tmp_path, workers):
+    """maxF_pr = max_t F(mean_i P_i(t), mean_i R_i(t)); maxFm = max_t mean_i F(P_i(t), R_i(t)).
+
+    a: two foreground pixels, one predicted: P = 1, R = 1/2 at every threshold but the last
+    (where all four pixels are predicted). b: one foreground pixel predicted at 255, a
+    background one at 128: P = R = 1 while the threshold is above 128, then P = 1/2. The best
+    threshold is above 128 in both conventions: mean P = 1, mean R = 3/4 gives
+    F = 1.3·3/4 / (0.3 + 3/4) = 13/14, while the mean of F_a = 1.3·1/2 / (0.3 + 1/2) = 13/16
+    and F_b = 1 is 29/32."""
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    pairs = {
+        "a": ([[255, 0], [0, 0]], [[255, 255], [0, 0]]),
+        "b": ([[255, 128], [0, 0]], [[255, 0], [0, 0]]),
+    }
+    for name, (pred, gt) in pairs.items():
+        cv2.imwrite(str(pred_dir / f"{name}.png"), np.array(pred, np.uint8))
+        cv2.imwrite(str(gt_dir / f"{name}.png"), np.array(gt, np.uint8))
+    result = evaluate_folder(pred_dir, gt_dir, ["maxFm", "maxF_pr"], workers=workers, curves=True)
+    assert result.scores["maxF_pr"] == pytest.approx(13 / 14, abs=1e-12)
+    assert result.scores["maxFm"] == pytest.approx(29 / 32, abs=1e-12)
+    curve = result.curves["fmeasure_pr"]
+    assert curve.max() == result.scores["maxF_pr"]
+    # last threshold: every pixel predicted; P = (1/2 + 1/4) / 2, R = 1
+    assert curve[-1] == pytest.approx(1.3 * 3 / 8 / (0.3 * 3 / 8 + 1), abs=1e-12)
+
+
 def test_metric_names_checked():
     assert check_metrics(["Sm", "mBA"]) == ["Sm", "mBA"]
     with pytest.raises(ValueError, match=r"unknown metric 'maxFM' \(did you mean maxFm\?\)"):
@@ -232,6 +261,7 @@ def test_evaluate_config_two_methods_and_stat(tmp_path, caplog):
     with np.load(results_dir / "curves" / "Toy" / "M2.npz") as data:
         assert data["precision"].shape == (256,) and data["fmeasure"].shape == (256,)
         assert data["fmeasure"].max() == pytest.approx(results[0].scores["maxFm"])
+        assert data["fmeasure_pr"].max() == pytest.approx(results[0].scores["maxF_pr"])
     assert any("| M2 |" in record.getMessage() for record in caplog.records)
 
 

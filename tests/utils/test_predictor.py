@@ -138,21 +138,34 @@ def test_batch_equals_one_by_one(predictor, photos, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning")
 def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, monkeypatch):
+    """--jit: AOTInductor-compiled, the same maps as eager, cached once per size, reused
+    without compiling, and compiled again when the cached package is damaged. Warnings are
+    errors here: the old TorchScript path raised FutureWarnings on every run."""
     eager = predictor.predict(photos[0])
-    traced = Predictor.from_config(config, device="cpu", jit=True)
-    first = traced.predict(photos[0])
-    assert np.abs(to_uint8(first).astype(int) - to_uint8(eager)).max() <= 1
-    cached = sorted(p.name for p in (ckpt_dir / "jit").iterdir())
+    compiled = Predictor.from_config(config, device="cpu", jit=True)
+    first = compiled.predict(photos[0])
+    np.testing.assert_allclose(first, eager, atol=1e-4)
+    cached = sorted((ckpt_dir / "jit").iterdir())
     assert len(cached) == 1
-    assert re.fullmatch(r"latest_[0-9a-f]{8}_cpu_fp32_1x192x288_384x384\.pt", cached[0])
+    assert re.fullmatch(r"latest_[0-9a-f]{8}_cpu_fp32_1x192x288_384x384\.pt2", cached[0].name)
+    compile_package = torch._inductor.aoti_compile_and_package
+    compiles = []
 
-    def no_tracing(*args, **kwargs):
-        raise AssertionError("the cached trace should have been loaded")
+    def counting(*args, **kwargs):
+        compiles.append(1)
+        return compile_package(*args, **kwargs)
 
-    monkeypatch.setattr(torch.jit, "trace", no_tracing)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", counting)
     again = Predictor.from_config(config, device="cpu", jit=True).predict(photos[0])
     np.testing.assert_array_equal(again, first)
+    assert compiles == []  # loaded from the cache
+
+    cached[0].write_bytes(cached[0].read_bytes()[:5000])  # damaged: compiled again, replaced
+    rebuilt = Predictor.from_config(config, device="cpu", jit=True).predict(photos[0])
+    np.testing.assert_allclose(rebuilt, first, atol=1e-6)
+    assert compiles == [1] and cached[0].stat().st_size > 5000
 
 
 @pytest.mark.slow

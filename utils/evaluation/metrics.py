@@ -12,7 +12,15 @@ scored in parallel and still give bit-for-bit the serial numbers:
   dataset-mean curves.
 
 Metric names are the ones InSPyReNet configs list: ``Sm, mae, adpEm, maxEm, avgEm, adpFm, maxFm,
-avgFm, wFm, mBA``.
+avgFm, wFm, mBA``, plus ``maxF_pr``: the other common max-F convention.
+
+Two max-F conventions (β² = 0.3, 256 thresholds ``uint8(pred·255) >= 255 - t`` in both):
+
+* ``maxFm`` (pysodmetrics, the authors' evaluation): F is computed per image at each threshold,
+  the per-image F curves are averaged over the dataset, and the maximum is taken;
+* ``maxF_pr`` (MATLAB-style toolboxes' "maxF"): precision and recall are averaged over the
+  dataset first, F is computed from the mean precision and mean recall curves, and the maximum
+  is taken. It is usually a little higher; the two are not comparable across papers.
 """
 
 from __future__ import annotations
@@ -26,7 +34,22 @@ import numpy as np
 import py_sod_metrics
 from py_sod_metrics.utils import prepare_data
 
-METRICS = ("Sm", "mae", "adpEm", "maxEm", "avgEm", "adpFm", "maxFm", "avgFm", "wFm", "mBA")
+METRICS = (
+    "Sm",
+    "mae",
+    "adpEm",
+    "maxEm",
+    "avgEm",
+    "adpFm",
+    "maxFm",
+    "avgFm",
+    "wFm",
+    "mBA",
+    "maxF_pr",
+)
+
+# beta² of every F-measure here except wFm (pysodmetrics' ``Fmeasure(beta=0.3)`` means β²).
+BETA2 = 0.3
 
 # metric -> the per-image quantity it is reduced from
 _QUANTITY_OF = {
@@ -40,6 +63,7 @@ _QUANTITY_OF = {
     "avgFm": "fm_curve",
     "wFm": "wfm",
     "mBA": "mba",
+    "maxF_pr": "fm_curve",  # cal_pr gives the per-image precision and recall with the F curve
 }
 
 # Curve index t counts pixels with uint8(pred * 255) >= 255 - t (pysodmetrics' flipped cumsum).
@@ -52,7 +76,7 @@ MIN_MASK_SIDE = 2
 
 with warnings.catch_warnings():  # pysodmetrics >= 1.5 marks Fmeasure as "to be replaced"
     warnings.simplefilter("ignore")
-    _FMEASURE = py_sod_metrics.Fmeasure(beta=0.3)
+    _FMEASURE = py_sod_metrics.Fmeasure(beta=BETA2)
 _SMEASURE = py_sod_metrics.Smeasure(alpha=0.5)
 _EMEASURE = py_sod_metrics.Emeasure()
 _WFMEASURE = py_sod_metrics.WeightedFmeasure(beta=1)
@@ -160,7 +184,11 @@ def reduce_quantities(records: Sequence[dict], metrics: Sequence[str]) -> dict[s
     curves: dict[str, np.ndarray] = {}
     for name in metrics:
         quantity = _QUANTITY_OF[name]
-        if quantity in ("em_curve", "fm_curve"):
+        if name == "maxF_pr":
+            precision = _mean([record["precision"] for record in records])
+            recall = _mean([record["recall"] for record in records])
+            scores[name] = float(f_measure(precision, recall).max())
+        elif quantity in ("em_curve", "fm_curve"):
             if quantity not in curves:
                 curves[quantity] = _mean([record[quantity] for record in records])
             curve = curves[quantity]
@@ -173,12 +201,25 @@ def reduce_quantities(records: Sequence[dict], metrics: Sequence[str]) -> dict[s
     return scores
 
 
+def f_measure(precision: np.ndarray, recall: np.ndarray, beta2: float = BETA2) -> np.ndarray:
+    """F = (1+β²)·P·R / (β²·P + R), 0 where P·R is 0: the formula of pysodmetrics'
+    ``Fmeasure.cal_pr``, which applies it only inside that per-image method (so it cannot be
+    called on dataset-mean curves)."""
+    numerator = (1 + beta2) * precision * recall
+    denominator = np.where(numerator == 0, 1, beta2 * precision + recall)
+    return numerator / denominator
+
+
 def dataset_curves(records: Sequence[dict]) -> dict[str, np.ndarray]:
-    """Dataset-mean precision, recall, F-measure and E-measure curves (256 thresholds each)."""
+    """Dataset-mean precision, recall, F-measure and E-measure curves (256 thresholds each),
+    and ``fmeasure_pr``: F of the mean precision and recall curves (``maxF_pr`` is its max)."""
+    precision = _mean([record["precision"] for record in records])
+    recall = _mean([record["recall"] for record in records])
     return {
         "threshold": CURVE_THRESHOLDS.copy(),
-        "precision": _mean([record["precision"] for record in records]),
-        "recall": _mean([record["recall"] for record in records]),
+        "precision": precision,
+        "recall": recall,
         "fmeasure": _mean([record["fm_curve"] for record in records]),
+        "fmeasure_pr": f_measure(precision, recall),
         "emeasure": _mean([record["em_curve"] for record in records]),
     }

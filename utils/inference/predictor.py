@@ -18,17 +18,10 @@ logits (``saliency[-1]``) and applies the model's own σ + min–max *per image*
 this is exactly the model's ``pred``, so batched and one-by-one outputs agree (up to float
 rounding of batched convolutions). Transformed inputs are stacked only when their sizes match.
 
-``jit=True`` traces ``(image[, image_resized]) -> model(sample)['saliency'][-1]`` once per
-device, precision, batch size and input size, and caches the traced file next to the checkpoint:
-``<ckpt dir>/jit/<ckpt stem>_<tag>_<device>_<precision>_<B>x<H>x<W>[_<h>x<w>].pt`` (``h×w`` the
-``image_resized`` size; ``tag`` a hash of the cache key: the Model section, the checkpoint's
-SHA-256 and the torch version, so a checkpoint with other weights is traced afresh whatever its
-size and time). The SHA-256 is computed once, when the predictor is made, and kept beside the
-checkpoint (``utils.io.checkpoint.checkpoint_sha256``: reused while the file's inode, size, mtime
-and ctime are unchanged). Each cached file holds its whole key and is used only when the key
-matches. Files are written atomically and loaded with ``torch.jit.load``; an unwritable folder
-only disables the disk cache. The trace fixes the branch the model takes for that input size,
-which is why the size is in the key.
+``jit=True`` compiles ``(image[, image_resized]) -> model(sample)['saliency'][-1]`` ahead of
+time (``torch.export`` + AOTInductor) once per device, precision, batch size and input size,
+and caches the package next to the checkpoint, keyed by the checkpoint's SHA-256 (not its size
+and time): :mod:`utils.inference.compiled` says why this path and how the cache works.
 Patch Merging runs eagerly (its patch loop is Python), so ``jit`` is ignored with ``pm``.
 
 Device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or None (auto: cuda, else mps, else cpu); the
@@ -45,14 +38,9 @@ small CPU, see README "Performance").
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +55,9 @@ from lib import PatchMergeInference
 from lib.inference_opt import optimize_for_inference
 from lib.model import normalize_prediction
 from utils.config import SCHEMA, load_config
+from utils.inference.compiled import CompiledCache
 from utils.inference.compose import to_uint8
-from utils.io.atomic import write_bytes_atomic
-from utils.io.checkpoint import checkpoint_sha256, load_model
+from utils.io.checkpoint import load_model
 from utils.runtime import (
     autocast,
     check_precision,
@@ -81,8 +69,6 @@ from utils.runtime import (
 __all__ = ["Prepared", "Predictor", "PredictorError", "to_uint8"]
 
 logger = logging.getLogger(__name__)
-# The name, inside a cached trace, of the key it was traced for (torch.jit's extra files).
-_KEY_FILE = "cache_key.json"
 
 
 class PredictorError(ValueError):
@@ -112,26 +98,12 @@ class Prepared:
         return tuple(self.image.shape), resized
 
 
-class _Logits(nn.Module):
-    """``(image[, image_resized]) -> model(sample)['saliency'][-1]``: the traced function."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: Tensor, image_resized: Tensor | None = None) -> Tensor:
-        sample = {"image": image}
-        if image_resized is not None:
-            sample["image_resized"] = image_resized
-        return self.model(sample)["saliency"][-1]
-
-
 class Predictor:
     """Saliency maps at the original image size from a model and the test transforms.
 
     Usually built with :meth:`from_config`. Args: ``model`` (an InSPyReNet with its weights),
     ``transforms`` (the config's ``Test.Dataset.transforms`` mapping, or a built callable),
-    ``device``, ``jit`` (trace and cache, see the module docstring), ``pm`` (None, or
+    ``device``, ``jit`` (compile and cache, see the module docstring), ``pm`` (None, or
     ``(patch_size, stride)`` for Patch Merging), ``precision`` (fp32, bf16, fp16),
     ``ckpt_path`` (where the jit cache goes; None: memory only), ``pm_batch_size`` (patches per
     forward pass in PM), ``model_config`` (part of the jit cache key), ``optimize`` (rewrite the
@@ -173,11 +145,11 @@ class Predictor:
             logger.info("note: --jit is not used with --PM (patch merging runs the eager model)")
         self.jit = jit and self.pm is None
         self.ckpt_path = None if ckpt_path is None else Path(ckpt_path)
-        self._model_config = dict(model_config or {})
-        self._traced: dict[str, torch.jit.ScriptModule] = {}
-        self._ckpt_sha256: str | None = None
-        if self.jit and self.ckpt_path is not None:
-            self._checkpoint_sha256()  # now: the closest to when the weights were read
+        self._compiled = None
+        if self.jit:
+            self._compiled = CompiledCache(
+                self.model, self.device, precision, self.ckpt_path, model_config, optimize
+            )
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -302,101 +274,17 @@ class Predictor:
         with autocast(self.device, self.precision):
             if self.pm is not None:
                 return self.pm({"image": image})["saliency"][-1]
-            if self.jit:
-                return self._traced_for(image, image_resized)(*_inputs(image, image_resized))
+            if self._compiled is not None:
+                return self._compiled(image, image_resized)
             sample = {"image": image}
             if image_resized is not None:
                 sample["image_resized"] = image_resized
             return self._network(sample)["saliency"][-1]
 
-    def _checkpoint_sha256(self) -> str:
-        """The SHA-256 of ``ckpt_path`` (part of the jit cache key), hashed once."""
-        if self._ckpt_sha256 is None:
-            self._ckpt_sha256 = checkpoint_sha256(self.ckpt_path)
-        return self._ckpt_sha256
-
-    def _cache_key(self) -> bytes:
-        """What a cached trace must have been made from, besides the device, precision and
-        sizes its name holds (module docstring)."""
-        key = [self._model_config, self._checkpoint_sha256(), torch.__version__, self.optimized]
-        return json.dumps(key, sort_keys=True, default=str).encode("utf-8")
-
-    def _cache_name(self, image: Tensor, image_resized: Tensor | None) -> str:
-        b, _, h, w = image.shape
-        device = self.device.type + ("" if self.device.index is None else str(self.device.index))
-        name = f"{device}_{self.precision}_{b}x{h}x{w}"
-        if image_resized is not None:
-            name += "_{}x{}".format(*image_resized.shape[-2:])
-        if self.ckpt_path is None:
-            return name
-        tag = hashlib.sha1(self._cache_key()).hexdigest()[:8]
-        return f"{self.ckpt_path.stem}_{tag}_{name}"
-
     def jit_cache_path(self, image: Tensor, image_resized: Tensor | None = None) -> Path | None:
-        """Where the traced model for this batch of inputs is cached (None: no checkpoint)."""
-        if self.ckpt_path is None:
-            return None
-        return self.ckpt_path.parent / "jit" / f"{self._cache_name(image, image_resized)}.pt"
-
-    def _traced_for(self, image: Tensor, image_resized: Tensor | None):
-        name = self._cache_name(image, image_resized)
-        if name in self._traced:
-            return self._traced[name]
-        path = self.jit_cache_path(image, image_resized)
-        traced = None if path is None else self._load_trace(path)
-        if traced is None:
-            traced = self._trace(image, image_resized)
-            if path is not None:
-                self._save_trace(traced, path)
-        self._traced[name] = traced
-        return traced
-
-    def _load_trace(self, path: Path):
-        """The trace cached at ``path`` when it was made for this predictor's key, else None
-        (absent, damaged, from another torch, or another key under the same short name)."""
-        if not path.is_file():
-            return None
-        extra = {_KEY_FILE: b""}  # torch.jit.load fills it with the file's bytes
-        try:
-            with _quiet_jit():
-                traced = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
-        except (RuntimeError, OSError) as error:  # damaged or from another torch: retrace
-            logger.info("note: %s: cannot load the cached trace (%s), tracing again", path, error)
-            return None
-        if extra[_KEY_FILE] != self._cache_key():
-            logger.info("note: %s was traced for another checkpoint or config, tracing again", path)
-            return None
-        return traced
-
-    def _save_trace(self, traced, path: Path) -> None:
-        """Cache ``traced`` at ``path`` with its key; an unwritable folder keeps it in memory."""
-        try:
-            buffer = io.BytesIO()
-            with _quiet_jit():
-                torch.jit.save(traced, buffer, _extra_files={_KEY_FILE: self._cache_key()})
-            write_bytes_atomic(path, buffer.getvalue())
-        except OSError as error:
-            logger.info("note: cannot cache the trace at %s (%s); kept in memory", path, error)
-
-    def _trace(self, image: Tensor, image_resized: Tensor | None):
-        # Tracing records plain tensors: inference-mode tensors cannot enter it, so clone them.
-        with torch.inference_mode(False), torch.no_grad(), _quiet_jit():
-            inputs = tuple(t.clone() for t in _inputs(image, image_resized))
-            return torch.jit.trace(_Logits(self.model), inputs, check_trace=False)
-
-
-@contextmanager
-def _quiet_jit():
-    """Hide TracerWarnings (the branch and sizes are fixed on purpose: they are in the cache
-    key) and torch 2.13's DeprecationWarnings for torch.jit (still the documented --jit)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
-
-
-def _inputs(image: Tensor, image_resized: Tensor | None) -> tuple[Tensor, ...]:
-    return (image,) if image_resized is None else (image, image_resized)
+        """Where the compiled model for this batch of inputs is cached (None: no checkpoint,
+        or no ``jit``)."""
+        return None if self._compiled is None else self._compiled.path(image, image_resized)
 
 
 def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
