@@ -108,8 +108,12 @@ def make_checkpoint(path: Path, photos: list[Path]) -> None:
 
 
 # -- workers (child processes) ----------------------------------------------------------------
-def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -> None:
+def _ours_worker(
+    conn, ckpt: str, photos: list[str], out: str, precision: str, output: str = "map"
+) -> None:
+    """Our contender; ``output`` is the ``--type`` it writes (map; rgba for cutout_quality)."""
     from utils.config import load_config
+    from utils.inference.compose import compose
     from utils.inference.predictor import Predictor, to_uint8
     from utils.io.images import read_image, write_png_atomic
     from utils.runtime import tune_malloc
@@ -122,8 +126,13 @@ def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -
     def one_pass() -> float:
         start = time.perf_counter()
         for photo in photos:
-            saliency = predictor.predict(read_image(photo))
-            write_png_atomic(Path(out) / f"{Path(photo).stem}.png", to_uint8(saliency))
+            image = read_image(photo)
+            saliency = predictor.predict(image)
+            if output == "map":
+                picture = to_uint8(saliency)
+            else:
+                picture = compose(np.asarray(image), saliency, output)
+            write_png_atomic(Path(out) / f"{Path(photo).stem}.png", picture)
         return time.perf_counter() - start
 
     def forward() -> tuple[float, float]:
@@ -146,7 +155,10 @@ def _ours_worker(conn, ckpt: str, photos: list[str], out: str, precision: str) -
     _serve(conn, {"run": one_pass, "forward": forward})
 
 
-def _peer_worker(conn, ckpt: str, photos: list[str], out: str, home: str) -> None:
+def _peer_worker(
+    conn, ckpt: str, photos: list[str], out: str, home: str, output: str = "map"
+) -> None:
+    """transparent-background's contender, writing its ``process(img, type=output)``."""
     os.environ["TRANSPARENT_BACKGROUND_FILE_PATH"] = home  # its config copy goes there
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,7 +170,7 @@ def _peer_worker(conn, ckpt: str, photos: list[str], out: str, home: str) -> Non
         start = time.perf_counter()
         for photo in photos:
             image = Image.open(photo).convert("RGB")
-            remover.process(image, type="map").save(Path(out) / f"{Path(photo).stem}.png")
+            remover.process(image, type=output).save(Path(out) / f"{Path(photo).stem}.png")
         return time.perf_counter() - start
 
     _serve(conn, {"run": one_pass})

@@ -20,7 +20,11 @@ Sources: one image (.jpg .jpeg .png .bmp .webp .tif .tiff, any case), one video 
 Types (``--type``, default map): map (gray), rgba (alpha = map), green, white, a colour such as
 ``[255,0,0]``, blur, overlay, or the path of a background image; see
 ``utils/inference/compose.py``. ``--threshold X`` makes the mask hard (map > X), ``--reverse``
-keeps the background instead.
+keeps the background instead. Cut-outs and composites (every type but map and overlay) use the
+estimated foreground colour, so that the old background does not bleed into soft edges:
+``--foreground fast`` (blur fusion, the default), ``ml`` (pymatting's multi-level estimation,
+slower; ``pip install -r requirements-matting.txt``) or ``none`` (the raw image); the default
+comes from the config key ``Test.foreground``. See ``utils/inference/foreground.py``.
 
 Outputs: an image becomes ``<dest>/<stem>.png``; a video ``<dest>/<stem>.mp4`` (mp4v, same fps,
 size and frame count), or with ``--type rgba`` a folder of frames ``<dest>/<stem>/000000.png``...
@@ -84,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_speed_arguments(parser)
     parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--foreground",
+        choices=("fast", "ml", "none"),
+        help="foreground colour estimation of cut-outs/composites "
+        "(default: the config's Test.foreground, fast)",
+    )
     parser.add_argument("--threshold", type=float, help="hard mask: map > THRESHOLD (0..1)")
     parser.add_argument("--reverse", action="store_true", help="swap foreground and background")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -110,8 +120,8 @@ def _run(args: argparse.Namespace) -> int:
 
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        output_type = parse_output_type(args.type)
         cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
+        output_type = parse_output_type(args.type, args.foreground or cfg["Test"]["foreground"])
         source = open_source(args.source)
     webcam = source.media[0] if source.kind == "webcam" else None
     if webcam is not None:  # fail fast, before loading the model
@@ -135,10 +145,11 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if args.verbose:
         logger.info(
-            "config %s, checkpoint %s, type %s, transforms %s",
+            "config %s, checkpoint %s, type %s, foreground %s, transforms %s",
             args.config,
             predictor.ckpt_path,
             output_type.label,
+            output_type.foreground,
             predictor.transforms,
         )
     if webcam is not None:

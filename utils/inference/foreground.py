@@ -10,18 +10,20 @@ of the old background. Compositing ``F`` instead removes it. Methods (``--foregr
 fast  approximate fast foreground colour estimation by blur fusion (Forte & Pitié, ICIP 2021,
       "Approximate Fast Foreground Colour Estimation"): passes of box filters at full
       resolution (cv2.blur), the paper's large one (90 px) first, then smaller ones. The
-      paper stops after a second pass of 6 px; boxes of 12, 6 and 3 px (four passes in all)
+      paper stops after a second pass of 6 px; boxes of 24, 12, 6 and 3 px (five passes)
       halve the colour error on bench/cutout_quality.py's composites for ~1.5x the time
-      (still several times faster than ``ml``; figures in README)
 ml    pymatting's multi-level estimation (``estimate_foreground_ml``; optional dependency,
-      ``pip install -r requirements-matting.txt``); slower, the quality reference
+      ``pip install -r requirements-matting.txt``), the quality option: with a gradient
+      weight of 0.1 and 4 full-resolution iterations (pymatting's defaults: 1.0 and 2), which
+      halve its colour error on the same composites for ~1.3x the time
 none  the image itself (the composites of earlier versions, byte for byte)
 ====  ==========================================================================================
 
 Only soft pixels are estimated: where α is within half a grey level of 1 the foreground is the
 image (``I = F`` where α = 1), so opaque pixels never change, and where it is within half a
 level of 0 the (invisible) colour stays the image's; a map with no soft pixel (e.g. after
-``--threshold``) returns the image unchanged. numpy/OpenCV only (pymatting is imported when ``ml`` is used).
+``--threshold``) returns the image unchanged. numpy/OpenCV only (pymatting is imported when
+``ml`` is used).
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ FOREGROUND_METHODS = ("fast", "ml", "none")
 DEFAULT_FOREGROUND = "fast"
 # Blur fusion (Forte & Pitié 2021): box sizes of the two passes (the paper's), and a small
 # regulariser of the divisions by the blurred alpha (where no α is near, the mean is ~0).
-BLUR_FUSION_SIZES = (90, 12, 6, 3)
-PAPER_SIZES = (90, 6)
+BLUR_FUSION_SIZES = (90, 24, 12, 6, 3)
+PAPER_SIZES = (90, 6)  # the paper's two passes (the bench reports them too)
 _EPS = np.float32(1e-5)
 # Alpha within half a grey level of 0 or 1 counts as hard: F = I there (an error of at most
 # half a level in any composite), so that the faint tails of a predicted map cost nothing.
 _HARD = np.float32(0.5 / 255)
 _FIXED = 256.0  # fixed-point scale of blur fusion's weighted colours (uint16: 255·256 fits)
 _MATTING_HINT = "pip install -r requirements-matting.txt"
+# estimate_foreground_ml's settings for ``ml`` (module docstring; bench/cutout_quality.py).
+ML_OPTIONS = {"gradient_weight": 0.1, "n_big_iterations": 4}
 
 
 class ForegroundError(ValueError):
@@ -87,7 +91,8 @@ def blur_fusion(
     the full-image work of a pass is the box filters of F·α, B·(1 − α) and α, and the rest is
     computed at soft pixels alone (the dense formulas' numbers, several times faster). F·α and
     B·(1 − α) are kept as uint16 in 1/256 of a grey level, whose box filter OpenCV runs about
-    three times faster than float32's (rounding: under 1/500 of a level). Hand-written:
+    three times faster than float32's (the estimate moves by under half a grey level from
+    float64's, 0.02 on average; tests/utils/test_foreground.py). Hand-written:
     pymatting has no blur fusion, and OpenCV's box filter is all it needs. Pixels that are
     not soft keep the image's colour.
     """
@@ -108,9 +113,7 @@ def blur_fusion(
         kernel = (size, size)
         blurred_alpha = _at(cv2.blur(a, kernel), soft)
         fg_mean = _at(cv2.blur(fg_weighted, kernel), soft) / (_FIXED * (blurred_alpha + _EPS))
-        bg_mean = _at(cv2.blur(bg_weighted, kernel), soft) / (
-            _FIXED * ((1 - blurred_alpha) + _EPS)
-        )
+        bg_mean = _at(cv2.blur(bg_weighted, kernel), soft) / (_FIXED * ((1 - blurred_alpha) + _EPS))
         residual = img_soft - a_soft * fg_mean - b_soft * bg_mean
         fg_soft = np.clip(fg_mean + a_soft * residual, 0, 255)
         bg_soft = np.clip(bg_mean + b_soft * residual, 0, 255)
@@ -127,7 +130,7 @@ def _pymatting_ml(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         raise ForegroundError(
             f"--foreground ml needs pymatting ({error}): {_MATTING_HINT}"
         ) from None
-    fg = estimate_foreground_ml(image.astype(np.float32) / np.float32(255), alpha)
+    fg = estimate_foreground_ml(image.astype(np.float32) / np.float32(255), alpha, **ML_OPTIONS)
     return np.asarray(fg, np.float32) * np.float32(255)
 
 
