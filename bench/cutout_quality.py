@@ -23,8 +23,9 @@ requirements-bench.txt``), in the same run; then our end-to-end rgba throughput 
   photos, one process per contender), writing rgba PNGs: ours ``Predictor`` at a 384² static
   resize + ``compose(image, map, "rgba")`` (default ``fast``), the peer
   ``Remover(mode='fast', ckpt=...)`` + ``process(img, type='rgba')``.
-* ``--figure PATH``: a side-by-side crop of a strand-rich edge (none | fast | ml | truth) over
-  green, 3x nearest-neighbour, as a PNG (README's docs/foreground_edges.png).
+* ``--figure PATH``: chelsea shot over the rocket photo, recomposited over green, cropped
+  where the halo of none is largest: none | fast | ml | truth side by side, 3x nearest, as a
+  PNG (README's docs/foreground_edges.png).
 
 Ends with ``RESULT`` lines: ``cutout_error_fast_vs_none`` (grey levels; ratio none/fast),
 ``cutout_error_fast_vs_ml`` (ratio ml/fast), ``cutout_error_fast_vs_peer`` (ratio peer/fast),
@@ -93,8 +94,8 @@ def peer_rgba_colours(matting_fn, image: np.ndarray, alpha: np.ndarray) -> np.nd
 
 
 def save_figure(path: Path) -> None:
-    """A strand-rich edge of chelsea over coffee recomposited over green: none | fast | ml |
-    truth, side by side, 3x nearest, labelled."""
+    """Chelsea shot over the rocket photo, recomposited over green: none | fast | ml | truth
+    side by side (3x nearest, labelled), cropped where the halo of none is largest."""
     import cv2
     from skimage import data as photos
 
@@ -102,15 +103,21 @@ def save_figure(path: Path) -> None:
     from utils.inference.compose import compose
     from utils.io.images import write_png_atomic
 
-    sample = matting_sample(photos.chelsea(), photos.coffee(), seed=0, edge_sigma=2.0)
-    rows, cols = np.nonzero((sample.alpha > SEMI[0]) & (sample.alpha < SEMI[1]))
-    top = int(rows.min())  # the top of the head, where strands stand out against the green
-    centre = int(np.median(cols[rows < top + 40]))
-    window = (slice(max(top - 5, 0), top + 55), slice(max(centre - 40, 0), centre + 40))
+    sample = matting_sample(photos.chelsea(), photos.rocket(), seed=0, edge_sigma=2.0)
+    none = compose(sample.image, sample.alpha, "green", foreground="none")
+    truth = compose(sample.foreground, sample.alpha, "green", foreground="none")
+    # the 80x60 window where the halo of `none` is largest (fast and ml shown in the same one)
+    halo = np.abs(none.astype(np.float32) - truth).sum(axis=-1)
+    height, width = 60, 80
+    scores = cv2.boxFilter(halo, -1, (width, height), normalize=False)
+    scores[: height // 2], scores[-height // 2 :] = 0, 0
+    scores[:, : width // 2], scores[:, -width // 2 :] = 0, 0
+    y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    window = (slice(y - height // 2, y + height // 2), slice(x - width // 2, x + width // 2))
     panels = []
     for label, picture in (
         *((m, compose(sample.image, sample.alpha, "green", foreground=m)) for m in METHODS),
-        ("truth", compose(sample.foreground, sample.alpha, "green", foreground="none")),
+        ("truth", truth),
     ):
         crop = cv2.resize(picture[window], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
         crop = np.ascontiguousarray(crop)

@@ -88,8 +88,9 @@ def write_photos(folder: Path) -> list[Path]:
 def make_checkpoint(path: Path, photos: list[Path]) -> None:
     """Random SwinB weights in the official format, BatchNorm statistics from two photos."""
     from data.transforms import build_transforms
-    from lib import build_model, save_checkpoint
+    from lib import build_model
     from utils.config import load_config
+    from utils.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model({**load_config(CONFIG)["Model"], "pretrained": False})
