@@ -143,7 +143,7 @@ def test_blur_fusion_equals_the_dense_formulas_at_soft_pixels(small_cat, sizes):
     dense = _dense_blur_fusion(small_cat.image, small_cat.alpha, sizes)
     soft = is_soft(small_cat.alpha)
     difference = np.abs(ours[soft] - dense[soft])  # fixed-point box filters
-    assert difference.max() < 0.5 and difference.mean() < 0.02
+    assert difference.max() < 1 and difference.mean() < 0.02
     np.testing.assert_array_equal(ours[~soft], small_cat.image[~soft])
 
 
