@@ -161,11 +161,33 @@ def _quality(samples, peer_fn, gate, rounds: int) -> tuple[dict, dict]:
     return errors, time_alternating(runners, rounds, gate)
 
 
+def _end_to_end(photos: list[Path], ckpt: Path, tmp: Path, gate, rounds: int):
+    """Alternated rgba runs of our worker and the peer's (bench/infer_speed.py's set-up)."""
+    from bench.infer_speed import Worker, _ours_worker, _peer_worker
+    from bench.timing import pairwise_ratio, time_alternating
+
+    names = [str(p) for p in photos]
+    outs = {name: tmp / name for name in ("ours", "peer")}
+    for folder in outs.values():
+        folder.mkdir()
+    print(f"end to end rgba: {len(photos)} photos; starting workers")
+    workers = {
+        "ours": Worker(_ours_worker, str(ckpt), names, str(outs["ours"]), "fp32", "rgba"),
+        "peer": Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(tmp), "rgba"),
+    }
+    runners = {name: (lambda w=worker: w.ask("run")) for name, worker in workers.items()}
+    e2e = time_alternating(runners, rounds, gate)
+    for worker in workers.values():
+        worker.stop()
+    return pairwise_ratio(e2e, gate, ours="ours", peer="peer")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds timed")
     parser.add_argument("--e2e-rounds", type=int, default=4, help="rounds of the rgba run")
     parser.add_argument("--figure", type=Path, help="write the side-by-side edge crop here")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end rgba run")
     parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for quiet")
     parser.add_argument("--probe-slack", type=float, default=0.3)
     args = parser.parse_args(argv)
@@ -180,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: pymatting is not installed: pip install -r requirements-matting.txt")
         return 2
 
-    from bench.infer_speed import Worker, _ours_worker, _peer_worker, make_checkpoint, write_photos
-    from bench.timing import QuietGate, pairwise_ratio, result_line, time_alternating
+    from bench.infer_speed import make_checkpoint, write_photos
+    from bench.timing import QuietGate, pairwise_ratio, result_line
     from utils.inference.foreground import estimate_foreground
 
     if args.figure:
@@ -209,19 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         gate.calibrate()
         errors, timed = _quality(samples, peer_fn, gate, args.rounds)
 
-        names = [str(p) for p in photos]
-        outs = {name: tmp / name for name in ("ours", "peer")}
-        for folder in outs.values():
-            folder.mkdir()
-        print(f"end to end rgba: {len(photos)} photos; starting workers")
-        workers = {
-            "ours": Worker(_ours_worker, str(ckpt), names, str(outs["ours"]), "fp32", "rgba"),
-            "peer": Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(tmp), "rgba"),
-        }
-        runners = {name: (lambda w=worker: w.ask("run")) for name, worker in workers.items()}
-        e2e = time_alternating(runners, args.e2e_rounds, gate)
-        for worker in workers.values():
-            worker.stop()
+        rgba = _end_to_end(photos, ckpt, tmp, gate, args.e2e_rounds) if not args.no_e2e else None
 
     print("colour error at semi-transparent pixels (grey levels, over green):")
     for name, value in errors.items():
@@ -238,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     none_time = pairwise_ratio(timed, gate, ours="none", peer="fast").ours
     print(f"none {none_time / megapixels * 1e3:.2f} ms/Mpx")
-    rgba = pairwise_ratio(e2e, gate, ours="ours", peer="peer")
-    ours_rate, peer_rate = len(photos) / rgba.ours, len(photos) / rgba.peer
-    print(
-        f"end to end rgba at 384²: ours {ours_rate:.3f} img/s, peer {peer_rate:.3f} img/s, "
-        f"ratio {rgba.ratio:.2f} over {rgba.rounds_kept}/{rgba.rounds} quiet rounds"
-        + (" (NOISY: no quiet round)" if rgba.noisy else "")
-    )
+    if rgba is not None:
+        ours_rate, peer_rate = len(photos) / rgba.ours, len(photos) / rgba.peer
+        print(
+            f"end to end rgba at 384²: ours {ours_rate:.3f} img/s, peer {peer_rate:.3f} img/s, "
+            f"ratio {rgba.ratio:.2f} over {rgba.rounds_kept}/{rgba.rounds} quiet rounds"
+            + (" (NOISY: no quiet round)" if rgba.noisy else "")
+        )
     fast = errors["fast"]
     lines = [
         result_line("cutout_error_fast_vs_none", fast, errors["none"], errors["none"] / fast),
@@ -260,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 comparison.ratio,
             )
         )
-    lines.append(result_line("cutout_rgba_e2e", ours_rate, peer_rate, rgba.ratio))
+    if rgba is not None:
+        lines.append(result_line("cutout_rgba_e2e", ours_rate, peer_rate, rgba.ratio))
     print("\n".join(lines))
     return 0
 

@@ -44,7 +44,7 @@ _EPS = np.float32(1e-5)
 # half a level in any composite), so that the faint tails of a predicted map cost nothing.
 _HARD = np.float32(0.5 / 255)
 _FIXED = 256.0  # fixed-point scale of blur fusion's weighted colours (uint16: 255·256 fits)
-_ALPHA_FIXED = 65535.0  # and of its alpha channel
+_ALPHA_FIXED = 65280.0  # and of its alpha channel (255·256)
 _MATTING_HINT = "pip install -r requirements-matting.txt"
 # estimate_foreground_ml's settings for ``ml`` (module docstring; bench/cutout_quality.py).
 ML_OPTIONS = {"gradient_weight": 0.1, "n_big_iterations": 4}
@@ -98,28 +98,34 @@ def blur_fusion(
     the full-image work of a pass is the box filters of F·α (with α as a fourth channel) and
     B·(1 − α), and the rest is computed at soft pixels alone (the dense formulas' numbers,
     several times faster). The filtered images are uint16 fixed point (colours in 1/256 of a
-    grey level, α in 1/65535), whose box filter OpenCV runs about three times faster than
+    grey level, α in 1/65280), whose box filter OpenCV runs about three times faster than
     float32's; the estimate moves by under a grey level from float64's, 0.02 on average
     (tests/utils/test_foreground.py). Hand-written: pymatting has no blur fusion, and
     OpenCV's box filter is all it needs. Pixels that are not soft keep the image's colour.
     """
-    img = np.asarray(image)
     a = np.asarray(alpha, np.float32)
-    fg = img.astype(np.float32)
+    fg = np.asarray(image).astype(np.float32)
     soft = np.flatnonzero(is_soft(a))
-    if soft.size == 0:
-        return fg
-    height, width = a.shape
-    # F·α | α and B·(1 − α) | 0 in fixed point; F = B = I outside soft pixels, for good.
-    fg_weighted = np.empty((height, width, 4), np.uint16)
-    bg_weighted = np.zeros((height, width, 4), np.uint16)
-    fg_weighted[..., :3] = cv2.multiply(fg, cv2.merge([a, a, a]), scale=_FIXED, dtype=cv2.CV_16U)
-    fg_weighted[..., 3] = np.rint(a * _ALPHA_FIXED)
-    bg_weighted[..., :3] = cv2.subtract(img.astype(np.uint16) << 8, fg_weighted[..., :3])
+    if soft.size:
+        fg.reshape(-1, 3)[soft] = _blur_fusion_at(image, a, soft, sizes)
+    return fg
+
+
+def _blur_fusion_at(
+    image: np.ndarray, alpha: np.ndarray, soft: np.ndarray, sizes: tuple[int, ...]
+) -> np.ndarray:
+    """:func:`blur_fusion`'s foreground at the soft pixels ``soft`` (flat indices): (N, 3)."""
+    img = np.asarray(image)
+    # F·α | α and B·(1 − α) | 1 − α (unused) in fixed point; F = B = I outside soft pixels.
+    # OpenCV builds them: numpy's strided channel writes cost more than the whole blur.
+    scaled = cv2.cvtColor(img, cv2.COLOR_RGB2RGBA).astype(np.uint16)  # I | 255
+    scaled <<= 8  # x 256: I·256 | 65280
+    fg_weighted = cv2.multiply(scaled, cv2.merge([alpha] * 4), dtype=cv2.CV_16U)
+    bg_weighted = cv2.subtract(scaled, fg_weighted)
     # (N, 3) operands throughout: numpy broadcasts (N, 1) against (N, 3) several times slower
-    a_soft = np.repeat(a.reshape(-1)[soft][:, None], 3, axis=1)
+    a_soft = np.repeat(alpha.reshape(-1)[soft][:, None], 3, axis=1)
     b_soft = 1 - a_soft
-    img_soft = fg.reshape(-1, 3)[soft]
+    img_soft = img.reshape(-1, 3)[soft].astype(np.float32)
     fg_packed = _pixels(fg_weighted, soft).copy()  # its α stays; colours change every pass
     bg_packed = np.zeros_like(fg_packed)
     fg_soft = img_soft
@@ -137,8 +143,7 @@ def blur_fusion(
         bg_packed[:, :3] = np.rint(bg_soft * b_soft * _FIXED)
         _scatter(fg_weighted, soft, fg_packed)
         _scatter(bg_weighted, soft, bg_packed)
-    fg.reshape(-1, 3)[soft] = fg_soft
-    return fg
+    return fg_soft
 
 
 def _pymatting_ml(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -162,10 +167,13 @@ def estimate_foreground(
     alpha = np.asarray(alpha, np.float32)
     if method == "none":
         return image
-    soft = is_soft(alpha)
-    if not soft.any():  # a hard mask: F = I wherever it is visible
+    soft = np.flatnonzero(is_soft(alpha))
+    if soft.size == 0:  # a hard mask: F = I wherever it is visible
         return image
-    estimate = blur_fusion(image, alpha) if method == "fast" else _pymatting_ml(image, alpha)
+    if method == "fast":
+        colours = _blur_fusion_at(image, alpha, soft, BLUR_FUSION_SIZES)
+    else:
+        colours = _pymatting_ml(image, alpha).reshape(-1, 3)[soft]
     out = image.copy()
-    out[soft] = np.rint(np.clip(estimate[soft], 0, 255))
+    out.reshape(-1, 3)[soft] = np.rint(np.clip(colours, 0, 255)).astype(np.uint8)
     return out
