@@ -119,8 +119,11 @@ def _ours_worker(
     device: str = "cpu",
     compile: bool = False,
     config_path: str = str(CONFIG),
+    output: str = "map",
 ) -> None:
+    """Our contender; ``output`` is the ``--type`` it writes (map; rgba for cutout_quality)."""
     from utils.config import load_config
+    from utils.inference.compose import compose
     from utils.inference.predictor import Predictor, to_uint8
     from utils.io.images import read_image, write_png_atomic
     from utils.runtime import tune_malloc
@@ -135,8 +138,13 @@ def _ours_worker(
     def one_pass() -> float:
         start = time.perf_counter()
         for photo in photos:
-            saliency = predictor.predict(read_image(photo))
-            write_png_atomic(Path(out) / f"{Path(photo).stem}.png", to_uint8(saliency))
+            image = read_image(photo)
+            saliency = predictor.predict(image)
+            if output == "map":
+                picture = to_uint8(saliency)
+            else:
+                picture = compose(np.asarray(image), saliency, output)
+            write_png_atomic(Path(out) / f"{Path(photo).stem}.png", picture)
         return time.perf_counter() - start
 
     def forward() -> tuple[float, float]:
@@ -160,8 +168,15 @@ def _ours_worker(
 
 
 def _peer_worker(
-    conn, ckpt: str, photos: list[str], out: str, home: str, device: str = "cpu"
+    conn,
+    ckpt: str,
+    photos: list[str],
+    out: str,
+    home: str,
+    device: str = "cpu",
+    output: str = "map",
 ) -> None:
+    """transparent-background's contender, writing its ``process(img, type=output)``."""
     os.environ["TRANSPARENT_BACKGROUND_FILE_PATH"] = home  # its config copy goes there
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,7 +188,7 @@ def _peer_worker(
         start = time.perf_counter()
         for photo in photos:
             image = Image.open(photo).convert("RGB")
-            remover.process(image, type="map").save(Path(out) / f"{Path(photo).stem}.png")
+            remover.process(image, type=output).save(Path(out) / f"{Path(photo).stem}.png")
         return time.perf_counter() - start
 
     _serve(conn, {"run": one_pass})
@@ -192,10 +207,12 @@ def _serve(conn, commands: dict) -> None:
 class Worker:
     """A contender in its own process; :meth:`ask` sends a command and waits for the answer."""
 
-    def __init__(self, target, *args):
+    def __init__(self, target, *args, **kwargs):
         context = mp.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=target, args=(child, *args), daemon=True)
+        self.process = context.Process(
+            target=target, args=(child, *args), kwargs=kwargs, daemon=True
+        )
         self.process.start()
         child.close()  # the child's end lives in the child: recv() ends (EOFError) if it dies
         if self.conn.recv() != "ready":

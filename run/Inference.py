@@ -20,7 +20,11 @@ Sources: one image (.jpg .jpeg .png .bmp .webp .tif .tiff, any case), one video 
 Types (``--type``, default map): map (gray), rgba (alpha = map), green, white, a colour such as
 ``[255,0,0]``, blur, overlay, or the path of a background image; see
 ``utils/inference/compose.py``. ``--threshold X`` makes the mask hard (map > X), ``--reverse``
-keeps the background instead.
+keeps the background instead. Cut-outs and composites (every type but map and overlay) use the
+estimated foreground colour, so that the old background does not bleed into soft edges:
+``--foreground fast`` (blur fusion, the default), ``ml`` (pymatting's multi-level estimation,
+slower; ``pip install -r requirements-matting.txt``) or ``none`` (the raw image); the default
+comes from the config key ``Test.foreground``. See ``utils/inference/foreground.py``.
 
 Outputs: an image becomes ``<dest>/<stem>.png``; a video (decoded and encoded with PyAV:
 ``pip install -r requirements-video.txt``) ``<dest>/<stem>.<format>`` with the source's frames,
@@ -104,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--crf", type=int, help="video quality of mp4 (0-51, default 18) or webm (0-63, default 30)"
     )
+    parser.add_argument(
+        "--foreground",
+        choices=("fast", "ml", "none"),
+        help="foreground colour estimation of cut-outs/composites "
+        "(default: the config's Test.foreground, fast)",
+    )
     parser.add_argument("--threshold", type=float, help="hard mask: map > THRESHOLD (0..1)")
     parser.add_argument("--reverse", action="store_true", help="swap foreground and background")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -141,8 +151,8 @@ def _run(args: argparse.Namespace) -> int:
 
     tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        output_type = parse_output_type(args.type)
         cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
+        output_type = parse_output_type(args.type, args.foreground or cfg["Test"]["foreground"])
         source = open_source(args.source)
     if source.kind == "video":  # fail fast, before loading the model
         try:
@@ -171,10 +181,11 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if args.verbose:
         logger.info(
-            "config %s, checkpoint %s, type %s, transforms %s",
+            "config %s, checkpoint %s, type %s, foreground %s, transforms %s",
             args.config,
             predictor.ckpt_path,
             output_type.label,
+            output_type.foreground,
             predictor.transforms,
         )
     if webcam is not None:

@@ -293,6 +293,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
                 "str", REQUIRED, "folder holding latest.pth; maps are saved here"
             ),
         },
+        "foreground": Key(
+            "str",
+            "fast",
+            "Inference's cut-outs and composites: foreground colour estimation "
+            "(fast: blur fusion; ml: pymatting; none: the raw image)",
+            choices=("fast", "ml", "none"),
+        ),
     },
     "Eval": {
         "gt_root": Key("str", REQUIRED, "masks: <gt_root>/<dataset>/masks/ (or <dataset>/)"),

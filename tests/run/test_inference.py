@@ -315,3 +315,51 @@ def test_output_names_stay_inside_dest(tmp_path):
     webm = plan_jobs(items, tmp_path, parse_output_type("rgba"))[-1]  # rgba's default: WebM
     assert webm.path == tmp_path / "_...webm" and not webm.sequence
     assert default_dest("my", source, parse_output_type("map")) == Path("results/my/map/in")
+
+
+@pytest.mark.slow
+def test_foreground_option_and_config_key(work):
+    """--foreground and Test.foreground reach compose: each output is what compose makes of
+    the predictor's map with that method (none: the raw image, as before)."""
+    from utils.inference.compose import compose
+    from utils.io.images import read_image
+
+    photo = work.photos / "coffee.jpg"
+    image = np.asarray(read_image(photo))
+    saliency = Predictor.from_config(work.config).predict(image)
+    runs = {
+        "fast": [],  # the default
+        "none": ["--foreground", "none"],
+        "ml": ["--opts", "Test.foreground=ml"],
+        "none_from_config": ["--opts", "Test.foreground=ml", "--foreground", "none"],
+    }
+    outputs = {}
+    for name, extra in runs.items():
+        dest = work.root / "out" / f"foreground_{name}"
+        assert (
+            run(work, "--source", str(photo), "--dest", str(dest), "--type", "green", *extra) == 0
+        )
+        outputs[name] = read(dest / "coffee.png")[..., ::-1]  # BGR -> RGB
+        method = "none" if name.startswith("none") else name
+        expected = compose(image, saliency, "green", foreground=method)
+        assert np.abs(outputs[name].astype(int) - expected).max() <= 1, name
+    assert (outputs["fast"] != outputs["none"]).any()  # the random-weight map is soft
+    # --foreground wins over the config key (runs differ by float rounding of the map only)
+    assert np.abs(outputs["none"].astype(int) - outputs["none_from_config"]).max() <= 1
+
+
+def test_foreground_errors_exit_2(work, capsys, monkeypatch):
+    import importlib.util
+
+    photo = str(work.photos / "coffee.jpg")
+    assert run(work, "--source", photo, "--opts", "Test.foreground=best") == 2
+    assert "Test.foreground" in capsys.readouterr().err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pymatting" else real(name, *args),
+    )
+    assert run(work, "--source", photo, "--type", "rgba", "--foreground", "ml") == 2
+    err = capsys.readouterr().err
+    assert "--foreground ml needs pymatting: pip install -r requirements-matting.txt" in err

@@ -1,6 +1,8 @@
 """utils/inference/compose.py: output types. Expected numbers are hand computations of the
 formulas in architecture §16.4 (img·m + background·(1 − m), alpha = floor(m·255)) on small
-arrays, plus OpenCV's own GaussianBlur/Canny for the blur and overlay types."""
+arrays, plus OpenCV's own GaussianBlur/Canny for the blur and overlay types. These formulas are
+the ``foreground="none"`` outputs (the raw image as the foreground); the default estimation is
+tested in tests/utils/test_foreground.py."""
 
 import cv2
 import numpy as np
@@ -80,7 +82,7 @@ def test_map_and_rgba(photo, ramp):
     gray = compose(photo, ramp, "map")
     assert gray.shape == ramp.shape and gray.dtype == np.uint8
     np.testing.assert_array_equal(gray, np.floor(ramp * np.float32(255)).astype(np.uint8))
-    rgba = compose(photo, ramp, "rgba")
+    rgba = compose(photo, ramp, "rgba", foreground="none")
     assert rgba.shape == (*ramp.shape, 4) and rgba.dtype == np.uint8
     np.testing.assert_array_equal(rgba[..., :3], photo)
     np.testing.assert_array_equal(rgba[..., 3], gray)
@@ -93,7 +95,7 @@ def test_colour_backgrounds(photo, name, background):
     m = np.zeros(photo.shape[:2], np.float32)
     m[:, :30] = 1
     m[:, 30:60] = 0.5
-    out = compose(photo, m, name)
+    out = compose(photo, m, name, foreground="none")
     assert out.shape == photo.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[:, :30], photo[:, :30])  # m = 1: the image
     assert (out[:, 60:] == np.array(background, np.uint8)).all()  # m = 0: the background
@@ -104,7 +106,7 @@ def test_colour_backgrounds(photo, name, background):
 
 
 def test_blur(photo, ramp):
-    out = compose(photo, ramp, "blur")
+    out = compose(photo, ramp, "blur", foreground="none")
     blurred = cv2.GaussianBlur(photo, (0, 0), 15)
     weight = ramp[..., None]
     expected = photo.astype(np.float32) * weight + blurred.astype(np.float32) * (1 - weight)

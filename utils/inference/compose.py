@@ -6,18 +6,23 @@
 ``image`` is the original RGB uint8 (H, W, 3) and ``saliency`` the predicted map m (H, W) in
 [0, 1] at the image's size (architecture §16.4). With ``threshold`` the map becomes a hard mask
 (m > threshold); with ``reverse`` foreground and background swap (m -> 1 - m, applied after the
-threshold). Types:
+threshold). Every composite shows the *estimated foreground colour* F of the image rather than
+the image itself (``utils.inference.foreground``: the old background's bleed removed at soft
+edges; ``foreground`` ``fast`` by default, ``ml`` or ``none`` for the raw image, which gives the
+outputs of earlier versions byte for byte); ``img`` below stands for F. Types:
 
 ==========  =====================================================================================
 map         single-channel uint8 floor(m·255) (the spec's "gray×3" is one channel here: the
             same values, a third of the size; it is what Test writes for benchmarks)
-rgba        the image with alpha = floor(m·255)
+rgba        img (the estimated foreground colour) with alpha = floor(m·255)
 green       img·m + [120, 255, 155]·(1 − m)
 white       img·m + [255, 255, 255]·(1 − m)
 [r,g,b]     img·m + [r, g, b]·(1 − m); the text is parsed strictly (three integers 0..255)
-blur        img·m + GaussianBlur(img, σ=15)·(1 − m) (cv2.GaussianBlur, kernel size from σ)
-overlay     img tinted half-way to [120, 255, 155] where m > 0.5, with the outline of that region
-            (Canny edges of m > 0.5, thickened to 3 px) drawn in the tint colour
+blur        img·m + GaussianBlur(image, σ=15)·(1 − m) (the original image blurred;
+            cv2.GaussianBlur, kernel size from σ)
+overlay     the image (not F: no composite) tinted half-way to [120, 255, 155] where
+            m > 0.5, with the outline of that region (Canny edges of m > 0.5, thickened to
+            3 px) drawn in the tint colour
 <path>      a background image (any format ``utils.io.images.read_image`` reads), resized to
             the image (bilinear): img·m + background·(1 − m)
 ==========  =====================================================================================
@@ -35,6 +40,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.inference.foreground import (
+    DEFAULT_FOREGROUND,
+    check_foreground_method,
+    estimate_foreground,
+)
 from utils.io.files import is_image_file
 from utils.io.images import ImageReadError, read_image
 
@@ -54,12 +64,14 @@ class OutputType:
     """A parsed ``--type``: ``kind`` is one of :data:`NAMED_TYPES`, ``'colour'`` or ``'image'``.
 
     ``colour`` holds the RGB background of ``green``/``white``/``colour``; ``background`` the
-    RGB uint8 picture of an ``image`` type; ``label`` a file-name-safe name of the type.
+    RGB uint8 picture of an ``image`` type; ``label`` a file-name-safe name of the type;
+    ``foreground`` the foreground colour estimation of its composites (fast, ml, none).
     """
 
     kind: str
     label: str
     colour: tuple[int, int, int] | None = None
+    foreground: str = DEFAULT_FOREGROUND
     background: np.ndarray | None = field(default=None, repr=False)
     _resized: dict = field(default_factory=dict, repr=False)
 
@@ -81,23 +93,26 @@ class OutputType:
         return self._resized[key]
 
 
-def parse_output_type(text: str | os.PathLike) -> OutputType:
-    """Parse an output type name, a colour ``[r,g,b]`` or a background image path.
+def parse_output_type(text: str | os.PathLike, foreground: str = DEFAULT_FOREGROUND) -> OutputType:
+    """Parse an output type name, a colour ``[r,g,b]`` or a background image path; its
+    composites use the ``foreground`` estimation (``fast``, ``ml`` or ``none``).
 
-    Raises ValueError with one line saying what is wrong (never evaluates the text).
+    Raises ValueError with one line saying what is wrong (never evaluates the text), also for
+    an unknown ``foreground`` or ``ml`` without pymatting installed.
     """
+    foreground = check_foreground_method(foreground)
     raw = str(text).strip()
     if raw.lower() in NAMED_TYPES:
         kind = raw.lower()
         colour = {"green": GREEN, "white": WHITE}.get(kind)
-        return OutputType(kind, kind, colour=colour)
+        return OutputType(kind, kind, colour=colour, foreground=foreground)
     if raw and raw[0] in "[(" and raw[-1] in "])":  # looks like a colour: parse it strictly
         match = _COLOUR.match(raw)
         values = [int(v) for v in match.groups()] if match else []
         if not match or any(v > 255 for v in values):
             raise ValueError(f"--type {raw!r}: a colour must be [r,g,b] with integers 0..255")
         r, g, b = values
-        return OutputType("colour", f"colour_{r}_{g}_{b}", colour=(r, g, b))
+        return OutputType("colour", f"colour_{r}_{g}_{b}", colour=(r, g, b), foreground=foreground)
     path = Path(raw)
     if path.is_file():
         if not is_image_file(path):
@@ -107,7 +122,7 @@ def parse_output_type(text: str | os.PathLike) -> OutputType:
         except ImageReadError as error:
             raise ValueError(f"--type: background {error}") from None
         label = "bg_" + re.sub(r"[^\w.-]", "_", path.stem)
-        return OutputType("image", label, background=background)
+        return OutputType("image", label, background=background, foreground=foreground)
     raise ValueError(f"unknown output type {raw!r}: {_HELP}")
 
 
@@ -154,11 +169,16 @@ def compose(
     output_type: str | OutputType,
     threshold: float | None = None,
     reverse: bool = False,
+    foreground: str | None = None,
 ) -> np.ndarray:
     """The output picture (uint8) for ``image`` (RGB uint8 H×W×3) and ``saliency`` (H×W in
     [0, 1]): (H, W) for ``map``, (H, W, 4) for ``rgba``, (H, W, 3) otherwise (module docstring).
+    ``foreground`` (``fast``, ``ml``, ``none``) overrides the output type's estimation.
     """
-    kind = output_type if isinstance(output_type, OutputType) else parse_output_type(output_type)
+    if isinstance(output_type, OutputType):
+        kind = output_type
+    else:
+        kind = parse_output_type(output_type, foreground or DEFAULT_FOREGROUND)
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
@@ -171,12 +191,13 @@ def compose(
     m = prepare_map(saliency, threshold, reverse)
     if kind.kind == "map":
         return to_uint8(m)
-    if kind.kind == "rgba":
-        return np.dstack([image, to_uint8(m)])
     if kind.kind == "overlay":
         return _overlay(image, m)
+    colours = estimate_foreground(image, m, foreground or kind.foreground)
+    if kind.kind == "rgba":
+        return np.dstack([colours, to_uint8(m)])
     if kind.kind == "blur":
-        return _blend(image, m, cv2.GaussianBlur(image, (0, 0), BLUR_SIGMA))
+        return _blend(colours, m, cv2.GaussianBlur(image, (0, 0), BLUR_SIGMA))
     if kind.kind == "image":
-        return _blend(image, m, kind.background_for(*image.shape[:2]))
-    return _blend(image, m, np.asarray(kind.colour, np.float32))
+        return _blend(colours, m, kind.background_for(*image.shape[:2]))
+    return _blend(colours, m, np.asarray(kind.colour, np.float32))

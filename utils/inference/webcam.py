@@ -37,7 +37,9 @@ def run_webcam(
     reverse: bool = False,
 ) -> int:
     """Show the live result of an opened camera in a window until ``q`` or the window closes."""
-    display_type = parse_output_type("white") if output_type.has_alpha else output_type
+    display_type = (
+        parse_output_type("white", output_type.foreground) if output_type.has_alpha else output_type
+    )
     try:
         for frame in media:
             saliency = predictor.predict(frame.image)
