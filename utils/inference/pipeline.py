@@ -15,15 +15,18 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from data.sources import SourceError
 from utils.inference.compose import OutputType, compose
 from utils.inference.outputs import DEFAULT_FPS, Job, VideoOutput
-from utils.inference.predictor import Predictor
 from utils.io.atomic import OutputError
 from utils.io.images import write_png_atomic
+
+if TYPE_CHECKING:  # torch is imported only by the torch engine
+    from utils.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 LOADER_STOP_S = 60.0  # at most one frame's decode and transform

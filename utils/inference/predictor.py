@@ -68,6 +68,7 @@ from lib.inference_opt import optimize_for_inference
 from lib.model import normalize_prediction
 from utils.config import SCHEMA, load_config
 from utils.inference.compose import to_uint8
+from utils.inference.inputs import as_rgb_pil
 from utils.io.atomic import write_bytes_atomic
 from utils.io.checkpoint import checkpoint_sha256, load_model
 from utils.runtime import (
@@ -251,7 +252,7 @@ class Predictor:
 
     def prepare(self, image: Image.Image | np.ndarray) -> Prepared:
         """Apply the test transforms to one image (CPU only; safe in a loader thread)."""
-        pil = _as_pil(image)
+        pil = as_rgb_pil(image)
         shape = (pil.height, pil.width)
         sample = self.transforms({"image": pil, "name": "", "shape": shape})
         resized = sample.get("image_resized")
@@ -397,17 +398,3 @@ def _quiet_jit():
 
 def _inputs(image: Tensor, image_resized: Tensor | None) -> tuple[Tensor, ...]:
     return (image,) if image_resized is None else (image, image_resized)
-
-
-def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
-    """An RGB PIL image from a PIL image (any mode) or an RGB / gray uint8 array."""
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image array, got {array.dtype}")
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"expected an RGB image array (H, W, 3), got shape {array.shape}")
-    return Image.fromarray(np.ascontiguousarray(array))
