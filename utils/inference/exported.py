@@ -44,6 +44,7 @@ __all__ = [
     "METADATA_KEYS",
     "ExportedPredictor",
     "PreparedArrays",
+    "default_out_dir",
     "export_files",
     "normalize_logits",
     "resize_align_corners",
@@ -118,6 +119,13 @@ def resize_align_corners(array: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     rows = array[rows_low] * (1 - wy)[:, None] + array[rows_high] * wy[:, None]
     out = rows[:, cols_low] * (1 - wx) + rows[:, cols_high] * wx
     return out.astype(np.float32, copy=False)
+
+
+def default_out_dir(ckpt: str | os.PathLike) -> Path:
+    """``<checkpoint dir>/export/<checkpoint stem>``: where run/Export.py writes by default and
+    the scripts look for an export of that checkpoint."""
+    ckpt = Path(ckpt)
+    return ckpt.parent / "export" / ckpt.stem
 
 
 def export_files(path: str | os.PathLike, engine: str) -> list[Path]:
