@@ -101,7 +101,7 @@ def _openvino_metadata(model) -> dict[str, str]:
     for section, prefix in (("framework", META_PREFIX), ("inspyrenet", "")):
         if not model.has_rt_info([section]):
             continue
-        for key in info[section].astype(dict):
+        for key in info[section]:  # a dict of OVAny values
             if key.startswith(prefix):
                 metadata[key[len(prefix) :]] = model.get_rt_info([section, key]).astype(str)
     return metadata
@@ -114,7 +114,8 @@ def _openvino_graph(path: Path, device: str) -> Graph:
     core = ov.Core()
     try:
         model = core.read_model(str(path))
-        compiled = core.compile_model(model, "CPU")
+        # float32 as exported: on CPUs with AVX512-BF16 or AMX OpenVINO would pick bf16 itself
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
         raise EngineError(f"{path}: openvino cannot load it ({_first_line(error)})") from None
     inputs = {
