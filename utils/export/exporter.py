@@ -11,9 +11,10 @@ why), opset :data:`OPSET`. OpenVINO files are converted from that ONNX graph
 The check: the exported file, run by the engine that will run it (onnxruntime for ``.onnx``,
 openvino for IR), against the PyTorch model (float32, eval) on real photos stacked into one
 batch. The export is refused (ExportError, one line with the worst difference; nothing is
-written) when a logit differs by more than ``tolerance`` or a normalised map (σ + min–max, the
-model's post-processing) by more than 1/255. Files are written atomically, with the metadata of
-:data:`utils.inference.exported.METADATA_KEYS`.
+written) when the 99.9th percentile of the logit differences exceeds ``tolerance`` or more than
+:data:`MAP_FRACTION` of the normalised map's pixels (σ + min–max, the model's post-processing)
+differ by more than 1/255 (why not the worst pixel: :data:`MAP_FRACTION`). Files are written
+atomically, with the metadata of :data:`utils.inference.exported.METADATA_KEYS`.
 """
 
 from __future__ import annotations
@@ -44,11 +45,18 @@ logger = logging.getLogger(__name__)
 
 FORMATS = {"onnx": (".onnx", "onnxruntime"), "openvino": (".xml", "openvino")}
 OPSET = 18
-# Worst |logit difference| accepted. float32 rounding of a different operation order (fused
-# convolutions, other GEMM blocking) moves the tiny test models' logits by up to ~1e-2 on real
-# photos at |logits| of 10-30; a wrong graph moves them by whole units.
+# |logit difference| accepted at the 99.9th percentile. float32 rounding of another operation
+# order (fused convolutions, other GEMM blocking) moves the tiny test models' logits by ~1e-3
+# on real photos at |logits| up to 90; a wrong graph moves them by whole units.
 TOLERANCE = 0.05
 MAP_TOLERANCE = 1 / 255
+# Pyramid blending thresholds a band mask, (dilate − erode)(σ(d)) > 0.5 (architecture §10.2):
+# where a value sits within float rounding of 0.5 the mask flips and that pixel takes the
+# high-resolution Laplacian or not, so a handful of pixels (5e-5 of the map on the test photo)
+# differ by more than 1/255 between any two float implementations. The check therefore bounds
+# the fraction of such pixels and the 99.9th percentile of the logit difference; a wrong graph
+# moves most pixels.
+MAP_FRACTION = 1e-3
 DEFAULT_PHOTO = REPO_ROOT / "docs" / "samples" / "input.png"
 
 
@@ -107,15 +115,23 @@ def _check_inputs(spec: GraphSpec, transforms_cfg: Mapping, photos) -> dict[str,
     }
 
 
-def compare(reference: np.ndarray, exported: np.ndarray) -> tuple[float, float]:
-    """Worst |logit difference| and worst |map difference| (per image σ + min–max) of two
-    batches of logits."""
-    logit = float(np.abs(reference - exported).max())
-    maps = max(
-        float(np.abs(normalize_logits(r) - normalize_logits(e)).max())
-        for r, e in zip(reference, exported, strict=True)
+def compare(reference: np.ndarray, exported: np.ndarray) -> dict[str, float]:
+    """How two batches of logits differ: the worst and the 99.9th-percentile |logit
+    difference|, the worst |map difference| (per image σ + min–max, in 1/255) and the fraction
+    of map pixels that differ by more than 1/255."""
+    difference = np.abs(reference - exported)
+    maps = np.concatenate(
+        [
+            np.abs(normalize_logits(r) - normalize_logits(e)).ravel()
+            for r, e in zip(reference, exported, strict=True)
+        ]
     )
-    return logit, maps
+    return {
+        "max_logit_diff": float(difference.max()),
+        "p999_logit_diff": float(np.percentile(difference, 99.9)),
+        "max_map_diff_255": float(maps.max() * 255),
+        "map_fraction_over_1_255": float((maps > MAP_TOLERANCE).mean()),
+    }
 
 
 def _metadata(spec: GraphSpec, config: Mapping, ckpt: Path, sha256: str, check: dict) -> dict:
@@ -194,25 +210,29 @@ def export_model(
     config: Mapping,
     ckpt: str | os.PathLike,
     out_dir: str | os.PathLike,
-    fmt: str = "onnx",
+    formats: str | Sequence[str] = "onnx",
     sizes: Sequence[tuple[int, int]] = (),
     *,
     tolerance: float = TOLERANCE,
     photos: Sequence[Image.Image] | None = None,
 ) -> list[Path]:
-    """Export, check and write every graph of the config's test path; returns the files
-    written (``<out_dir>/<kind>_<H>x<W>.onnx`` or ``.xml`` + ``.bin``). Raises ExportError
-    (refused check, unexportable path), EngineError (missing package), CheckpointError."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
-    suffix, engine = FORMATS[fmt]
-    _require_packages(engine)  # a missing package: one line before minutes of exporting
+    """Export, check and write every graph of the config's test path in each of ``formats``
+    (``onnx``, ``openvino``; one torch export serves both); returns the files written
+    (``<out_dir>/<kind>_<H>x<W>.onnx``, ``.xml`` + ``.bin``). Raises ExportRefusedError (a
+    check failed: nothing of that graph is written, earlier graphs are kept), ExportError
+    (the path cannot be exported), EngineError (missing package), CheckpointError."""
+    formats = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"unknown format {unknown}; valid: {', '.join(FORMATS)}")
+    for fmt in formats:  # a missing package: one line before minutes of exporting
+        _require_packages(FORMATS[fmt][1])
     ckpt, out_dir = Path(ckpt), Path(out_dir)
-    specs = plan_graphs(config["Model"], config["Test"]["Dataset"]["transforms"], sizes)
+    transforms_cfg = config["Test"]["Dataset"]["transforms"]
+    specs = plan_graphs(config["Model"], transforms_cfg, sizes)
     model = load_model(config["Model"], ckpt).eval()
     sha256 = checkpoint_sha256(ckpt)
     photos = list(photos) if photos else check_photos()
-    transforms_cfg = config["Test"]["Dataset"]["transforms"]
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for spec in specs:
@@ -220,45 +240,62 @@ def export_model(
         inputs = _check_inputs(spec, transforms_cfg, photos)
         with torch.inference_mode():
             reference = module(*(torch.from_numpy(a) for a in inputs.values())).numpy()
-        logger.info("exporting %s (%s) ...", spec.name, fmt)
+        logger.info("exporting %s ...", spec.name)
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as scratch:
             onnx_path = Path(scratch) / f"{spec.name}.onnx"
             _torch_export(module, spec, onnx_path)
             model.eval()  # the exporter may leave modules in another mode
-            values = _metadata(spec, config, ckpt, sha256, {})
-            converted = checked = onnx_path
-            if fmt == "openvino":
-                converted = import_engine("openvino").convert_model(str(onnx_path))
-                checked = Path(scratch) / f"{spec.name}.xml"
-                _save_openvino(converted, checked, values)
-            graph = open_graph(checked, engine)
-            exported = graph.run(inputs)
-            del graph
-            logit, maps = compare(reference, exported)
-            check = {
-                "photos": len(photos),
-                "engine": engine,
-                "max_logit_diff": logit,
-                "max_map_diff_255": maps * 255,
-                "tolerance": tolerance,
-            }
-            if logit > tolerance or maps > MAP_TOLERANCE:
-                raise ExportRefusedError(
-                    f"refused: {spec.name} exported for {engine} differs from PyTorch on "
-                    f"{len(photos)} photos: worst logit difference {logit:.3g} (tolerance "
-                    f"{tolerance:g}), worst map difference {maps * 255:.2f}/255 (at most 1)"
-                )
-            logger.info(
-                "%s: checked against PyTorch on %d photos: worst logit difference %.2g, "
-                "map difference %.2f/255",
-                spec.name,
-                len(photos),
-                logit,
-                maps * 255,
-            )
-            values = _metadata(spec, config, ckpt, sha256, check)
-            written += _write(converted, out_dir / f"{spec.name}{suffix}", values)
+            checked = {}
+            for fmt in formats:
+                graph = onnx_path
+                if fmt == "openvino":
+                    graph = import_engine("openvino").convert_model(str(onnx_path))
+                check = _check(spec, graph, Path(scratch), inputs, reference, tolerance)
+                checked[fmt] = (graph, _metadata(spec, config, ckpt, sha256, check))
+            for fmt in sorted(checked, key=lambda f: f == "onnx"):  # IR from the ONNX file first
+                graph, values = checked[fmt]
+                written += _write(graph, out_dir / f"{spec.name}{FORMATS[fmt][0]}", values)
     return written
+
+
+def _check(
+    spec: GraphSpec,
+    graph,
+    scratch: Path,
+    inputs: Mapping[str, np.ndarray],
+    reference: np.ndarray,
+    tolerance: float,
+) -> dict:
+    """Run ``graph`` (an ONNX file, or an OpenVINO model saved to ``scratch`` for the check)
+    with the engine that will run it; the check's figures, or ExportRefusedError."""
+    if isinstance(graph, Path):
+        engine, path = "onnxruntime", graph
+    else:
+        engine, path = "openvino", scratch / f"{spec.name}.xml"
+        _save_openvino(graph, path, {})
+    exported = open_graph(path, engine).run(inputs)
+    check = compare(reference, exported)
+    photos = len(reference)
+    if check["p999_logit_diff"] > tolerance or check["map_fraction_over_1_255"] > MAP_FRACTION:
+        raise ExportRefusedError(
+            f"refused: {spec.name} run by {engine} differs from PyTorch on {photos} photos: "
+            f"logit difference {check['p999_logit_diff']:.3g} at the 99.9th percentile "
+            f"(tolerance {tolerance:g}; worst {check['max_logit_diff']:.3g}), "
+            f"{check['map_fraction_over_1_255']:.2%} of map pixels differ by more than 1/255 "
+            f"(at most {MAP_FRACTION:.1%}; worst {check['max_map_diff_255']:.1f}/255)"
+        )
+    logger.info(
+        "%s (%s): checked against PyTorch on %d photos: logit difference %.2g (99.9th "
+        "percentile; worst %.2g), map pixels over 1/255: %.4f%% (worst %.2f/255)",
+        spec.name,
+        engine,
+        photos,
+        check["p999_logit_diff"],
+        check["max_logit_diff"],
+        100 * check["map_fraction_over_1_255"],
+        check["max_map_diff_255"],
+    )
+    return {"photos": photos, "engine": engine, "tolerance": tolerance, **check}
 
 
 def _write(checked, target: Path, values: Mapping[str, str]) -> list[Path]:

@@ -128,7 +128,15 @@ def _openvino_graph(path: Path, device: str) -> Graph:
     output = compiled.output(0)
 
     def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.array(request.infer(dict(feeds))[output], dtype=np.float32, copy=True)
+        # One image per request: OpenVINO 2026.4 computes wrong maps for batches of more than
+        # one in the pyramid-blending network (a dynamic batch dimension); one by one is exact
+        # (tests/utils/test_export.py) and costs nothing measurable on a CPU.
+        batch = len(next(iter(feeds.values())))
+        maps = []
+        for index in range(batch):
+            single = {name: array[index : index + 1] for name, array in feeds.items()}
+            maps.append(np.array(request.infer(single)[output], dtype=np.float32, copy=True))
+        return np.concatenate(maps)
 
     return Graph(path, "openvino", _openvino_metadata(model), inputs, run)
 
