@@ -60,7 +60,8 @@ def make_photo(path: Path, width: int, height: int) -> None:
 def make_checkpoint(path: Path) -> None:
     import torch
 
-    from lib import build_model, save_checkpoint
+    from lib import build_model
+    from utils.io.checkpoint import save_checkpoint
     from utils.config import load_config
 
     torch.manual_seed(0)

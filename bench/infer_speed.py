@@ -88,7 +88,8 @@ def write_photos(folder: Path) -> list[Path]:
 def make_checkpoint(path: Path, photos: list[Path]) -> None:
     """Random SwinB weights in the official format, BatchNorm statistics from two photos."""
     from data.transforms import build_transforms
-    from lib import build_model, save_checkpoint
+    from lib import build_model
+    from utils.io.checkpoint import save_checkpoint
     from utils.config import load_config
 
     torch.manual_seed(0)

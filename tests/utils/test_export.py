@@ -99,8 +99,11 @@ def test_maps_match_torch_within_1_255(setup, photos, engine):
     for name, image, saliency in zip(photos, photos.values(), ours, strict=True):
         reference = torch_engine.predict(image)
         assert saliency.shape == image.shape[:2] and saliency.dtype == np.float32
-        worst = np.abs(to_uint8(saliency).astype(int) - to_uint8(reference).astype(int)).max()
-        assert worst <= 1, f"{name}: {worst}/255"
+        difference = np.abs(to_uint8(saliency).astype(int) - to_uint8(reference).astype(int))
+        if name == "astronaut":  # blending: a few band-mask pixels may flip (exporter.MAP_FRACTION)
+            assert (difference > 1).mean() <= 1e-3, f"{name}: {(difference > 1).mean():.2%}"
+        else:
+            assert difference.max() <= 1, f"{name}: {difference.max()}/255"
     # the HR photo really ran pyramid blending
     assert exported._route(exported.prepare(photos["astronaut"])).graph.metadata["kind"] == "blend"
     # batched equals one by one
@@ -126,7 +129,7 @@ def test_metadata_round_trips(setup):
         assert meta["checkpoint_sha256"] == checkpoint_sha256(ckpt_dir / "latest.pth")
         assert meta["project_version"] and meta["format_version"] == "1"
         check = json.loads(meta["check"])
-        assert check["engine"] == engine and check["max_map_diff_255"] <= 1
+        assert check["engine"] == engine and check["map_fraction_over_1_255"] <= 1e-3
     blend = open_graph(out / f"blend_{HR[0]}x{HR[1]}.onnx", "onnxruntime").metadata
     assert blend["kind"] == "blend"
     assert json.loads(blend["inputs"]) == {"image": list(HR), "image_resized": [384, 384]}
@@ -165,7 +168,7 @@ def test_refused_export_writes_nothing(tmp_path, fixtures_dir, monkeypatch, capl
     assert Export.main(["--config", str(config), "--format", "onnx", "openvino"]) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].startswith("refused: single_64x64 run by")
-    assert "worst logit difference" in errors[0]
+    assert "logit difference" in errors[0] and "of map pixels differ" in errors[0]
     out = default_out_dir(ckpt_dir / "latest.pth")
     assert not out.exists() or not any(out.iterdir())
 
