@@ -61,8 +61,8 @@ def make_checkpoint(path: Path) -> None:
     import torch
 
     from lib import build_model
-    from utils.io.checkpoint import save_checkpoint
     from utils.config import load_config
+    from utils.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(build_model({**load_config(CONFIG)["Model"], "pretrained": False}), path)

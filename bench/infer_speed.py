@@ -89,8 +89,8 @@ def make_checkpoint(path: Path, photos: list[Path]) -> None:
     """Random SwinB weights in the official format, BatchNorm statistics from two photos."""
     from data.transforms import build_transforms
     from lib import build_model
-    from utils.io.checkpoint import save_checkpoint
     from utils.config import load_config
+    from utils.io.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model({**load_config(CONFIG)["Model"], "pretrained": False})
