@@ -20,7 +20,7 @@ from skimage import data
 from run import Export
 from utils.export import exporter
 from utils.inference.engines import open_graph
-from utils.inference.exported import ExportedPredictor, default_out_dir
+from utils.inference.exported import ExportedPredictor, UnexportedSizeError, default_out_dir
 from utils.inference.predictor import Predictor, to_uint8
 from utils.io.checkpoint import checkpoint_sha256
 
@@ -139,7 +139,7 @@ def test_unexported_size_fails_that_input_only(setup, photos, tmp_path):
     _, ckpt_dir = setup
     exported = ExportedPredictor.open(default_out_dir(ckpt_dir / "latest.pth"), "onnxruntime")
     big = cv2.resize(photos["astronaut"], (640, 576))
-    with pytest.raises(ValueError, match=r"no pyramid-blending network for 576x640.*--size"):
+    with pytest.raises(UnexportedSizeError, match=r"no pyramid-blending network for 576x640"):
         exported.predict(big)
 
 
@@ -180,6 +180,8 @@ def test_cli_run_does_not_import_torch(setup, photos, tmp_path, engine):
     source.mkdir()
     for name, image in photos.items():
         Image.fromarray(image).save(source / f"{name}.png")
+    # a fourth photo whose blending size (576x640) was not exported: one error, the rest goes on
+    Image.fromarray(cv2.resize(photos["astronaut"], (640, 576))).save(source / "wide.png")
     dest = tmp_path / "out"
     code = (
         "import sys\n"
@@ -199,6 +201,10 @@ def test_cli_run_does_not_import_torch(setup, photos, tmp_path, engine):
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr
+    assert (
+        "wide.png: inference failed (this export has no pyramid-blending network for 576x640"
+        in result.stderr
+    )
     assert "TORCH False" in result.stdout, result.stdout
     assert sorted(p.name for p in dest.iterdir()) == ["astronaut.png", "chelsea.png", "coffee.png"]
     rgba = np.asarray(Image.open(dest / "astronaut.png"))

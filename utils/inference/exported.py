@@ -44,6 +44,7 @@ __all__ = [
     "METADATA_KEYS",
     "ExportedPredictor",
     "PreparedArrays",
+    "UnexportedSizeError",
     "default_out_dir",
     "export_files",
     "normalize_logits",
@@ -149,6 +150,11 @@ def export_files(path: str | os.PathLike, engine: str) -> list[Path]:
     if not files:
         raise EngineError(f"{path}: no exported model there (run/Export.py writes one)")
     return files
+
+
+class UnexportedSizeError(RuntimeError):
+    """An input whose network was not exported: that input fails (the pipeline reports it as
+    an inference failure and goes on); ``str()`` names the run/Export.py size to add."""
 
 
 @dataclass(frozen=True)
@@ -276,13 +282,13 @@ class ExportedPredictor:
         resized = item.image_resized
         if self.threshold is not None and h > self.threshold and w > self.threshold:
             if resized is None:
-                raise EngineError(
+                raise UnexportedSizeError(
                     f"a {h}x{w} input is above the threshold {self.threshold} and the "
                     "transforms give no image_resized for pyramid blending"
                 )
             graph = self._blend.get(((h, w), tuple(resized.shape[-2:])))
             if graph is None:
-                raise EngineError(
+                raise UnexportedSizeError(
                     f"this export has no pyramid-blending network for {h}x{w} inputs "
                     f"(it has: {', '.join(self.sizes)}); add it: .venv/bin/python "
                     f"run/Export.py ... --size {h}x{w}"
@@ -292,7 +298,7 @@ class ExportedPredictor:
         size = tuple(getattr(item, source).shape[-2:])
         graph = self._single.get(size) or self._single.get((None, None))
         if graph is None:
-            raise EngineError(
+            raise UnexportedSizeError(
                 f"this export has no network for {_size(size)} inputs (it has: "
                 f"{', '.join(self.sizes)}); add it: .venv/bin/python run/Export.py ... "
                 f"--size {_size(size)}"
