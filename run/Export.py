@@ -42,6 +42,14 @@ from utils.config import add_config_arguments, config_from_args
 logger = logging.getLogger(__name__)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``1088x1920``) as (height, width); ArgumentTypeError otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 1088x1920")
+    return int(parts[0]), int(parts[1])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line above."""
     parser = parser_for(__doc__)
@@ -57,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--size",
         nargs="+",
+        type=parse_size,
         default=[],
         metavar="HxW",
         help="high-resolution input sizes to export (pyramid blending), e.g. 1088x1920",
@@ -69,12 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--photos", nargs="+", default=[], help="photos for the check")
     args = parser.parse_args(argv)
-    from utils.export.plan import parse_size  # no torch
-
-    try:
-        args.size = [parse_size(text) for text in args.size]
-    except ValueError as error:
-        parser.error(str(error))
     if args.tolerance is not None and not args.tolerance > 0:
         parser.error("--tolerance must be positive")
     return args

@@ -1,6 +1,7 @@
 """The torch-free pieces of the exported engines: numpy post-processing against the torch
 engine's, the export plan, file discovery and the missing-package message (no export here)."""
 
+import argparse
 import importlib
 
 import numpy as np
@@ -9,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lib.model import normalize_prediction
-from utils.export.plan import ExportError, GraphSpec, parse_size, plan_graphs
+from run.Export import parse_size
+from utils.export.plan import ExportError, GraphSpec, plan_graphs
 from utils.inference import engines
 from utils.inference.engines import EngineError, import_engine
 from utils.inference.exported import export_files, normalize_logits, resize_align_corners
@@ -61,7 +63,7 @@ def test_plan_refuses_what_the_test_path_never_runs():
 def test_parse_size():
     assert parse_size("1088x1920") == (1088, 1920)
     for bad in ("1088", "0x5", "axb", "1x2x3"):
-        with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+        with pytest.raises(argparse.ArgumentTypeError, match="HEIGHTxWIDTH"):
             parse_size(bad)
 
 

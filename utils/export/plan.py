@@ -47,14 +47,6 @@ class GraphSpec:
         return sizes
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. ``1088x1920``) as (height, width); ValueError otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 1088x1920")
-    return int(parts[0]), int(parts[1])
-
-
 def plan_graphs(
     model_cfg: Mapping, transforms_cfg: Mapping, sizes: Sequence[tuple[int, int]] = ()
 ) -> list[GraphSpec]:
