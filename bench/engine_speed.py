@@ -1,5 +1,5 @@
 """.venv/bin/python bench/engine_speed.py --work /tmp/engine_speed
-.venv/bin/python bench/engine_speed.py --work /tmp/engine_speed --rounds 3 --hr-rounds 2
+.venv/bin/python bench/engine_speed.py --work /tmp/engine_speed --rounds 3 --long-rounds 2
 
 Benchmark: the three engines (torch, our optimised path; ONNX Runtime and OpenVINO running the
 run/Export.py files) against each other and against transparent-background
@@ -141,8 +141,10 @@ def _noisy(comparison) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--work", default="/tmp/engine_speed", help="cache: weights, export")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds: 384², e2e, 1-photo CLI")
-    parser.add_argument("--hr-rounds", type=int, default=2, help="rounds: HR and 10-photo CLI")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds: 384², 1-photo CLI")
+    parser.add_argument(
+        "--long-rounds", type=int, default=2, help="rounds: HR, end to end, 10-photo CLI"
+    )
     parser.add_argument("--max-wait", type=float, default=60.0)
     parser.add_argument("--probe-slack", type=float, default=0.3)
     args = parser.parse_args()
@@ -174,8 +176,8 @@ def main() -> int:
         return {n: (lambda w=workers[n]: w.ask(command)) for n in names_}
 
     lr = time_alternating(ask("lr", ENGINES), args.rounds, gate)
-    hr = time_alternating(ask("hr", ENGINES), args.hr_rounds, gate)
-    e2e = time_alternating(ask("run", (*ENGINES, "peer")), args.rounds, gate)
+    hr = time_alternating(ask("hr", ENGINES), args.long_rounds, gate)
+    e2e = time_alternating(ask("run", (*ENGINES, "peer")), args.long_rounds, gate)
     for worker in workers.values():
         worker.stop()
 
@@ -184,7 +186,7 @@ def main() -> int:
         Path(PYTHON).parent / "transparent-background"
     )
     cli = {}
-    for size, rounds in (("one", args.rounds), ("ten", args.hr_rounds)):
+    for size, rounds in (("one", args.rounds), ("ten", args.long_rounds)):
         source, dest = work / size, work / "cli" / size
         runners = {
             "exported": lambda s=source, d=dest: _cli(
