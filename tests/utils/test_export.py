@@ -209,3 +209,30 @@ def test_cli_run_does_not_import_torch(setup, photos, tmp_path, engine):
     assert sorted(p.name for p in dest.iterdir()) == ["astronaut.png", "chelsea.png", "coffee.png"]
     rgba = np.asarray(Image.open(dest / "astronaut.png"))
     assert rgba.shape == (*HR, 4)
+
+
+def test_test_script_with_exported_engines(setup, small_synthetic, tmp_path):
+    """run/Test.py --engine writes the torch engine's maps (within 1/255) from the export."""
+    from run import Test
+
+    config, _ = setup
+    cfg = yaml.safe_load(config.read_text())
+    cfg["Test"]["Dataset"].update(root=str(small_synthetic / "Test_Dataset"), sets=["Synth-TE"])
+    maps = {}
+    for engine in ("torch", "onnxruntime", "openvino"):
+        cfg["Eval"] = {
+            "gt_root": str(small_synthetic / "Test_Dataset"),
+            "pred_root": str(tmp_path / engine),
+            "datasets": ["Synth-TE"],
+        }
+        path = tmp_path / f"{engine}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        argv = ["--config", str(path), "--engine", engine, "--no-progress", "--device", "cpu"]
+        assert Test.main(argv) == 0
+        folder = tmp_path / engine / "Synth-TE"
+        maps[engine] = {p.name: np.asarray(Image.open(p), int) for p in folder.glob("*.png")}
+    assert len(maps["torch"]) == 2
+    for engine in ("onnxruntime", "openvino"):
+        assert maps[engine].keys() == maps["torch"].keys()
+        for name, reference in maps["torch"].items():
+            assert np.abs(maps[engine][name] - reference).max() <= 1, (engine, name)
