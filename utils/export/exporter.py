@@ -153,7 +153,8 @@ def _metadata(spec: GraphSpec, config: Mapping, ckpt: Path, sha256: str, check: 
         "check": check,
     }
     return {
-        k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in values.items()
+        k: v if isinstance(v, str) else json.dumps(v)  # key order kept: transforms run in order
+        for k, v in values.items()
     }
 
 
