@@ -95,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else default_out_dir(ckpt)
         photos = check_photos(args.photos)
     tolerance = TOLERANCE if args.tolerance is None else args.tolerance
-    with exit_on_error(EXIT_ERROR, (ExportRefusedError,)), exit_on_error(EXIT_SETUP):
+    # the refusal (a ValueError too) is caught first: exit status 1, not 2
+    with exit_on_error(EXIT_SETUP), exit_on_error(EXIT_ERROR, (ExportRefusedError,)):
         files = export_model(
             cfg, ckpt, out, args.format, args.size, tolerance=tolerance, photos=photos
         )

