@@ -52,8 +52,9 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 
 
 # -- set-up -------------------------------------------------------------------------------------
-def prepare(work: Path) -> tuple[Path, Path, Path, list[Path]]:
-    """Photos, random SwinB checkpoint, config and export in ``work`` (made once, reused)."""
+def prepare(work: Path, hr: bool = True) -> tuple[Path, Path, Path, list[Path]]:
+    """Photos, random SwinB checkpoint, config and export in ``work`` (made once, reused;
+    ``hr=False``: the 384² network only)."""
     from utils.config import load_config
     from utils.inference.exported import default_out_dir
 
@@ -69,11 +70,12 @@ def prepare(work: Path) -> tuple[Path, Path, Path, list[Path]]:
     config["Test"]["Checkpoint"]["checkpoint_dir"] = str(work)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     export = default_out_dir(ckpt)
-    if not (export / f"blend_{HR[0]}x{HR[1]}.xml").is_file():
+    needed = f"blend_{HR[0]}x{HR[1]}.xml" if hr else "single_384x384.xml"
+    if not (export / needed).is_file():
         from utils.export.exporter import export_model
 
         start = time.perf_counter()
-        export_model(config, ckpt, export, ["onnx", "openvino"], [HR])
+        export_model(config, ckpt, export, ["onnx", "openvino"], [HR] if hr else [])
         print(f"exported in {time.perf_counter() - start:.0f} s -> {export}")
     for name, count in (("one", 1), ("ten", 10)):
         folder = work / name
@@ -85,7 +87,9 @@ def prepare(work: Path) -> tuple[Path, Path, Path, list[Path]]:
 
 
 # -- workers (child processes) ------------------------------------------------------------------
-def _engine_worker(conn, engine: str, config: str, ckpt: str, export: str, photos, out) -> None:
+def _engine_worker(
+    conn, engine: str, config: str, ckpt: str, export: str, photos, out, hr: bool
+) -> None:
     from utils.inference.compose import to_uint8
     from utils.inference.loading import open_predictor
     from utils.io.images import read_image, write_png_atomic
@@ -99,7 +103,9 @@ def _engine_worker(conn, engine: str, config: str, ckpt: str, export: str, photo
         predictor = open_predictor(None, engine=engine, exported=export)
     photo = np.asarray(Image.open(photos[0]).convert("RGB"))
     low = predictor.prepare(np.asarray(Image.fromarray(photo).resize((384, 384))))
-    high = predictor.prepare(np.asarray(Image.fromarray(photo).resize((HR[1], HR[0]))))
+    high = (
+        predictor.prepare(np.asarray(Image.fromarray(photo).resize((HR[1], HR[0])))) if hr else low
+    )
 
     def network(item) -> float:
         start = time.perf_counter()
@@ -123,7 +129,7 @@ def _engine_worker(conn, engine: str, config: str, ckpt: str, export: str, photo
             write_png_atomic(Path(out) / f"{Path(path).stem}.png", to_uint8(saliency))
         return time.perf_counter() - start
 
-    network(low), network(high)  # warm-up
+    network(low), network(high) if hr else None  # warm-up
     _serve(conn, {"run": one_pass, "lr": lambda: network(low), "hr": lambda: network(high)})
 
 
@@ -145,6 +151,7 @@ def main() -> int:
     parser.add_argument(
         "--long-rounds", type=int, default=2, help="rounds: HR, end to end, 10-photo CLI"
     )
+    parser.add_argument("--no-hr", action="store_true", help="skip the high-resolution network")
     parser.add_argument("--max-wait", type=float, default=60.0)
     parser.add_argument("--probe-slack", type=float, default=0.3)
     args = parser.parse_args()
@@ -157,7 +164,7 @@ def main() -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    config, ckpt, export, photos = prepare(work)
+    config, ckpt, export, photos = prepare(work, hr=not args.no_hr)
     names = [str(p) for p in photos]
     outs = {name: work / "out" / name for name in (*ENGINES, "peer")}
     for folder in outs.values():
@@ -165,7 +172,16 @@ def main() -> int:
         folder.mkdir(parents=True)
     print(f"{len(photos)} photos; starting workers (each loads SwinB and warms up)")
     workers = {
-        e: Worker(_engine_worker, e, str(config), str(ckpt), str(export), names, str(outs[e]))
+        e: Worker(
+            _engine_worker,
+            e,
+            str(config),
+            str(ckpt),
+            str(export),
+            names,
+            str(outs[e]),
+            not args.no_hr,
+        )
         for e in ENGINES
     }
     workers["peer"] = Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(work))
@@ -176,7 +192,7 @@ def main() -> int:
         return {n: (lambda w=workers[n]: w.ask(command)) for n in names_}
 
     lr = time_alternating(ask("lr", ENGINES), args.rounds, gate)
-    hr = time_alternating(ask("hr", ENGINES), args.long_rounds, gate)
+    hr = {} if args.no_hr else time_alternating(ask("hr", ENGINES), args.long_rounds, gate)
     e2e = time_alternating(ask("run", (*ENGINES, "peer")), args.long_rounds, gate)
     for worker in workers.values():
         worker.stop()
@@ -245,7 +261,7 @@ def main() -> int:
         cli[size] = time_alternating(runners, rounds, gate)
 
     lines = []
-    for label, samples in (("lr", lr), ("hr", hr)):
+    for label, samples in (("lr", lr), ("hr", hr)) if hr else (("lr", lr),):
         for engine in ENGINES[1:]:
             c = pairwise_ratio(samples, gate, ours=engine, peer="torch")
             print(
