@@ -170,7 +170,6 @@ class ExportedPredictor:
     Build it with :meth:`open`. Every file must come from the same checkpoint and config."""
 
     to_uint8 = staticmethod(to_uint8)
-    optimized = False
 
     def __init__(self, graphs: Sequence[Graph]):
         if not graphs:
