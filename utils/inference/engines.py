@@ -114,8 +114,6 @@ def _openvino_graph(path: Path, device: str) -> Graph:
     core = ov.Core()
     try:
         model = core.read_model(str(path))
-        # float32 as exported: on CPUs with AVX512-BF16 or AMX OpenVINO would pick bf16 itself
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
         raise EngineError(f"{path}: openvino cannot load it ({_first_line(error)})") from None
     inputs = {
@@ -124,10 +122,14 @@ def _openvino_graph(path: Path, device: str) -> Graph:
         )
         for port in model.inputs
     }
-    request = compiled.create_infer_request()
-    output = compiled.output(0)
+    compiled = []  # compiled on first use: a one-photo run compiles only the network it needs
 
     def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        if not compiled:
+            # float32 as exported: on CPUs with AVX512-BF16 or AMX OpenVINO would pick bf16
+            network = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled.append((network.create_infer_request(), network.output(0)))
+        request, output = compiled[0]
         # One image per request: OpenVINO 2026.4 computes wrong maps for batches of more than
         # one in the pyramid-blending network (a dynamic batch dimension); one by one is exact
         # (tests/utils/test_export.py) and costs nothing measurable on a CPU.
