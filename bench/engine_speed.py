@@ -152,6 +152,7 @@ def main() -> int:
         "--long-rounds", type=int, default=2, help="rounds: HR, end to end, 10-photo CLI"
     )
     parser.add_argument("--no-hr", action="store_true", help="skip the high-resolution network")
+    parser.add_argument("--only-cli", action="store_true", help="only the whole-process runs")
     parser.add_argument("--max-wait", type=float, default=60.0)
     parser.add_argument("--probe-slack", type=float, default=0.3)
     args = parser.parse_args()
@@ -165,37 +166,41 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     config, ckpt, export, photos = prepare(work, hr=not args.no_hr)
-    names = [str(p) for p in photos]
-    outs = {name: work / "out" / name for name in (*ENGINES, "peer")}
-    for folder in outs.values():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-    print(f"{len(photos)} photos; starting workers (each loads SwinB and warms up)")
-    workers = {
-        e: Worker(
-            _engine_worker,
-            e,
-            str(config),
-            str(ckpt),
-            str(export),
-            names,
-            str(outs[e]),
-            not args.no_hr,
-        )
-        for e in ENGINES
-    }
-    workers["peer"] = Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(work))
     gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
-    gate.calibrate()
+    lr = hr = e2e = {}
+    if not args.only_cli:
+        names = [str(p) for p in photos]
+        outs = {name: work / "out" / name for name in (*ENGINES, "peer")}
+        for folder in outs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        print(f"{len(photos)} photos; starting workers (each loads SwinB and warms up)")
+        workers = {
+            e: Worker(
+                _engine_worker,
+                e,
+                str(config),
+                str(ckpt),
+                str(export),
+                names,
+                str(outs[e]),
+                not args.no_hr,
+            )
+            for e in ENGINES
+        }
+        workers["peer"] = Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(work))
 
-    def ask(command: str, names_: tuple) -> dict:
-        return {n: (lambda w=workers[n]: w.ask(command)) for n in names_}
+        def ask(command: str, names_: tuple) -> dict:
+            return {n: (lambda w=workers[n]: w.ask(command)) for n in names_}
 
-    lr = time_alternating(ask("lr", ENGINES), args.rounds, gate)
-    hr = {} if args.no_hr else time_alternating(ask("hr", ENGINES), args.long_rounds, gate)
-    e2e = time_alternating(ask("run", (*ENGINES, "peer")), args.long_rounds, gate)
-    for worker in workers.values():
-        worker.stop()
+        gate.calibrate()
+        lr = time_alternating(ask("lr", ENGINES), args.rounds, gate)
+        hr = {} if args.no_hr else time_alternating(ask("hr", ENGINES), args.long_rounds, gate)
+        e2e = time_alternating(ask("run", (*ENGINES, "peer")), args.long_rounds, gate)
+        for worker in workers.values():
+            worker.stop()
+    else:
+        gate.calibrate()
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRANSPARENT_BACKGROUND_FILE_PATH": str(work)}
     peer_cli = shutil.which("transparent-background") or str(
@@ -261,7 +266,7 @@ def main() -> int:
         cli[size] = time_alternating(runners, rounds, gate)
 
     lines = []
-    for label, samples in (("lr", lr), ("hr", hr)) if hr else (("lr", lr),):
+    for label, samples in (("lr", lr), ("hr", hr)) if hr else (("lr", lr),) if lr else ():
         for engine in ENGINES[1:]:
             c = pairwise_ratio(samples, gate, ours=engine, peer="torch")
             print(
@@ -269,7 +274,7 @@ def main() -> int:
                 f"{c.ratio:.2f}x{_noisy(c)}"
             )
             lines.append(result_line(f"model_{label}_{engine}", c.ours, c.peer, c.ratio))
-    for engine in ENGINES:
+    for engine in ENGINES if e2e else ():
         c = pairwise_ratio(e2e, gate, ours=engine, peer="peer")
         print(
             f"e2e {engine}: {len(photos) / c.ours:.3f} img/s, peer {len(photos) / c.peer:.3f} "
