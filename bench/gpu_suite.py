@@ -242,19 +242,16 @@ def onnxruntime_section(ctx: dict) -> dict:
     provider = "CPUExecutionProvider" if ctx["dry"] else "CUDAExecutionProvider"
     if provider not in ort.get_available_providers():
         return skipped(f"onnxruntime has no {provider} (onnxruntime-gpu provides it)")
-    export = ROOT / "run" / "Export.py"
-    if not export.is_file():
-        return skipped("run/Export.py is not in this checkout")
     import numpy as np
 
-    size = 96 if ctx["dry"] else 384
-    onnx_path = tmp_folder(ctx, "onnx") / "model.onnx"
-    command = [sys.executable, str(export), "--config", str(ctx["config"]), "--ckpt"]
-    command += [str(ctx["checkpoint"]), "--format", "onnx", "--size", f"{size}x{size}"]
-    command += ["--output", str(onnx_path)]
+    folder = tmp_folder(ctx, "onnx")  # run/Export.py writes single_<base>x<base>.onnx there
+    command = [sys.executable, str(ROOT / "run" / "Export.py"), "--config", str(ctx["config"])]
+    command += ["--ckpt", str(ctx["checkpoint"]), "--format", "onnx", "--out", str(folder)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0 or not onnx_path.is_file():
+    exported = sorted(folder.glob("single_*.onnx"))
+    if done.returncode != 0 or not exported:
         return failed(f"run/Export.py exited {done.returncode}", done.stderr)
+    onnx_path = exported[0]
     session = ort.InferenceSession(str(onnx_path), providers=[provider])
     if session.get_providers()[0] != provider:  # ONNX Runtime falls back when CUDA is unusable
         return failed(f"ONNX Runtime could not use {provider} ({session.get_providers()})")

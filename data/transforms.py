@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from utils.config import did_you_mean
@@ -353,6 +352,8 @@ class ToTensor(Transform):
     """§15.4.6: images HWC → CHW float tensors; gts (H, W) → (1, H, W)."""
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        import torch  # here only: the exported engines run the other transforms without torch
+
         for key in _IMAGE_KEYS:
             if key in sample:
                 array = np.asarray(sample[key], dtype=np.float32)

@@ -40,6 +40,13 @@ video under a hidden temporary name, renamed at the end); a run that was interru
 outputs already there are skipped unless ``--overwrite``, and the temporary files a kill left in
 ``<dest>`` are deleted.
 
+Engines (``--engine``): torch (default), or onnxruntime / openvino running an exported model
+(run/Export.py; ``--exported`` names its folder or file, default
+``<checkpoint dir>/export/<checkpoint stem>/``; with ``--exported`` and no ``--config`` the files
+alone are enough). Same pre- and post-processing, outputs, batching and video; those runs do
+not import torch. ``--jit``, ``--PM``, ``--precision``, ``--no-optimize`` and ``--compile`` are
+torch-engine options.
+
 The checkpoint is ``<Test.Checkpoint.checkpoint_dir>/latest.pth`` (or ``--ckpt``). Bad inputs
 get one error line each and the rest goes on; an output that cannot be written for lack of
 space or permission stops the run with one line (what was written is kept). Exit status: 0 when
@@ -60,6 +67,7 @@ from utils.cli import (
     EXIT_SETUP,
     ScriptError,
     add_device_argument,
+    add_engine_arguments,
     add_progress_argument,
     add_speed_arguments,
     exit_on_error,
@@ -78,7 +86,7 @@ OUTPUT_BYTES = 4 << 20  # room for at least one output (a 1-Mpx RGBA PNG is at m
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line above."""
     parser = parser_for(__doc__)
-    add_config_arguments(parser)
+    add_config_arguments(parser, required=False)  # or --exported
     parser.add_argument("--source", required=True, help="image, video, folder, or webcam index")
     parser.add_argument("--dest", help="output folder (default: results/<config>/<type>...)")
     parser.add_argument(
@@ -97,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--PM", action="store_true", help="Patch-Merging inference (Model.PM)")
     add_speed_arguments(parser)
+    add_engine_arguments(parser)
     parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument(
@@ -120,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true", help="settings; a bar per video frame")
     add_progress_argument(parser)
     args = parser.parse_args(argv)
+    if args.config is None and args.exported is None:
+        parser.error("give --config (or an exported model: --exported)")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     if args.threshold is not None and not 0 <= args.threshold < 1:
@@ -142,23 +153,30 @@ def _run(args: argparse.Namespace) -> int:
     from data.transforms import CONFIG_CHECKS
     from data.video import import_av
     from utils.inference.compose import parse_output_type
+    from utils.inference.foreground import DEFAULT_FOREGROUND
+    from utils.inference.loading import open_predictor, resolve_engine
     from utils.inference.outputs import default_dest, pending_jobs, plan_jobs
     from utils.inference.pipeline import Runner, Settings
-    from utils.inference.predictor import Predictor
     from utils.inference.webcam import open_webcam, run_webcam
     from utils.io.atomic import OutputError, check_output_folder, remove_stale_temporaries
-    from utils.runtime import tune_malloc
 
-    tune_malloc()
     with exit_on_error(EXIT_SETUP):
-        cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
-        output_type = parse_output_type(args.type, args.foreground or cfg["Test"]["foreground"])
+        engine = resolve_engine(args.engine, args.exported)
+        cfg = None
+        if args.config is not None:
+            cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
+        foreground = args.foreground or (cfg["Test"]["foreground"] if cfg else DEFAULT_FOREGROUND)
+        output_type = parse_output_type(args.type, foreground)
         source = open_source(args.source)
     if source.kind == "video":  # fail fast, before loading the model
         try:
             import_av()
         except ModuleNotFoundError as error:
             raise ScriptError(EXIT_SETUP, f"{source.description}: {error}") from None
+    if engine == "torch":
+        from utils.runtime import tune_malloc  # imports torch
+
+        tune_malloc()
     webcam = source.media[0] if source.kind == "webcam" else None
     if webcam is not None:  # fail fast, before loading the model
         problem = open_webcam(webcam)
@@ -166,8 +184,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ScriptError(EXIT_ERROR, problem)
     try:
         with exit_on_error(EXIT_SETUP, (ValueError,)):  # config, checkpoint, device
-            predictor = Predictor.from_config(
+            predictor = open_predictor(
                 cfg,
+                engine=engine,
+                exported=args.exported,
                 ckpt=args.ckpt,
                 device="cuda" if args.gpu else args.device,
                 jit=args.jit,
@@ -181,7 +201,8 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if args.verbose:
         logger.info(
-            "config %s, checkpoint %s, type %s, foreground %s, transforms %s",
+            "engine %s, config %s, checkpoint %s, type %s, foreground %s, transforms %s",
+            engine,
             args.config,
             predictor.ckpt_path,
             output_type.label,
@@ -194,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
     dest = (
         Path(args.dest)
         if args.dest
-        else default_dest(config_name(args.config), source, output_type)
+        else default_dest(config_name(args.config or args.exported), source, output_type)
     )
     with exit_on_error(EXIT_SETUP, (OutputError,)):
         check_output_folder(dest, "the outputs", need_bytes=OUTPUT_BYTES)

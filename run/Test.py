@@ -15,6 +15,10 @@ resize with pyramid blending, or with ``--PM`` patch merging). The checkpoint is
 never half). Unreadable images are reported by name and skipped. Score the maps with
 ``.venv/bin/python run/Eval.py --config <same config>``.
 
+``--engine onnxruntime|openvino`` runs an exported model instead of torch (run/Export.py;
+``--exported`` names it, default ``<checkpoint dir>/export/<checkpoint stem>/``), with the same
+pre- and post-processing.
+
 Exit status: 0 when every set has its maps, 1 when a set could not be read, no map exists at all
 or a map could not be written (no space, no permission: one line naming the path), 2 for a
 config, checkpoint, device or output-folder error, 130 after Ctrl-C and 143 after SIGTERM (the
@@ -33,6 +37,7 @@ from utils.cli import (
     EXIT_SETUP,
     ScriptError,
     add_device_argument,
+    add_engine_arguments,
     add_progress_argument,
     add_speed_arguments,
     exit_on_error,
@@ -60,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_argument(parser)
     parser.add_argument("--PM", action="store_true", help="patch-merging inference (Model.PM)")
     add_speed_arguments(parser)
+    add_engine_arguments(parser)
     add_progress_argument(parser)
     return parser.parse_args(argv)
 
@@ -86,14 +92,23 @@ def write_maps(cfg: Mapping, predictor, *, overwrite: bool = False, progress: bo
 
 def _run(args: argparse.Namespace) -> int:
     from data.transforms import CONFIG_CHECKS
-    from utils.inference.predictor import Predictor
-    from utils.runtime import tune_malloc
+    from utils.inference.loading import open_predictor, resolve_engine
 
-    tune_malloc()
     with exit_on_error(EXIT_SETUP):
+        engine = resolve_engine(args.engine, args.exported)
+        if engine == "torch":
+            from utils.runtime import tune_malloc
+
+            tune_malloc()
         cfg = config_from_args(args, require=("Model", "Test", "Eval"), checks=CONFIG_CHECKS)
-        predictor = Predictor.from_config(
-            cfg, ckpt=args.ckpt, device=args.device, pm=args.PM, **speed_options(args)
+        predictor = open_predictor(
+            cfg,
+            engine=engine,
+            exported=args.exported,
+            ckpt=args.ckpt,
+            device=args.device,
+            pm=args.PM,
+            **speed_options(args),
         )
     write_maps(cfg, predictor, overwrite=args.overwrite, progress=not args.no_progress)
     return 0

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["run/Train.py", "run/Test.py", "run/Eval.py", "run/Inference.py", "Expr.py"]
+SCRIPTS = [
+    "run/Train.py",
+    "run/Test.py",
+    "run/Eval.py",
+    "run/Inference.py",
+    "run/Export.py",
+    "Expr.py",
+]
 # Heavy modules that --help and argument errors must not wait for.
 HEAVY = ["torch", "cv2", "timm", "numpy", "PIL"]
 SOURCE_FOLDERS = ["lib", "utils", "data", "run", "bench"]

@@ -172,6 +172,22 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` and ``--exported`` for the scripts that predict (utils.inference.loading)."""
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "onnxruntime", "openvino"),
+        help="what runs the network (default: torch; with --exported: the fastest exported "
+        "engine, openvino)",
+    )
+    parser.add_argument(
+        "--exported",
+        metavar="PATH",
+        help="an exported model (run/Export.py): its folder or one file (default with a "
+        "non-torch engine: <checkpoint dir>/export/<checkpoint stem>/)",
+    )
+
+
 def speed_options(args: argparse.Namespace) -> dict:
     """The ``Predictor.from_config`` keywords of :func:`add_speed_arguments`' flags."""
     return {

@@ -698,9 +698,12 @@ def _kind(value: Any) -> str:
 # command line and saving
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--config PATH`` (required) and ``--opts KEY=VALUE ...`` to ``parser``."""
-    parser.add_argument("--config", required=True, help="YAML config file, e.g. configs/X.yaml")
+def add_config_arguments(
+    parser: argparse.ArgumentParser, required: bool = True
+) -> argparse.ArgumentParser:
+    """Add ``--config PATH`` (required unless ``required=False``) and ``--opts KEY=VALUE ...``
+    to ``parser``."""
+    parser.add_argument("--config", required=required, help="YAML config file, e.g. configs/X.yaml")
     parser.add_argument(
         "--opts",
         nargs="+",

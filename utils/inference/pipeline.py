@@ -15,16 +15,19 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from data.sources import SourceError
 from utils.inference.compose import OutputType, compose
 from utils.inference.outputs import Job, default_video_format
-from utils.inference.predictor import Predictor
 from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.atomic import OutputError
 from utils.io.images import write_png_atomic
+
+if TYPE_CHECKING:  # torch is imported only by the torch engine
+    from utils.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 LOADER_STOP_S = 60.0  # at most one frame's decode and transform
@@ -212,6 +215,11 @@ class Runner:
         try:
             maps = self.predictor.predict_prepared([prepared for _, _, prepared in live])
         except RuntimeError as error:  # e.g. out of memory: those inputs fail, the rest go on
+            if len(live) > 1:  # one input's failure must not take its batch mates along
+                for item in live:
+                    self.pending = [item]
+                    self._flush()
+                return
             message = str(error).strip().splitlines()[0] if str(error).strip() else "error"
             for job, _, _ in live:
                 self._fail(job, f"{job.media.path}: inference failed ({message})")

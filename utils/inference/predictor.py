@@ -57,6 +57,7 @@ from lib.model import normalize_prediction
 from utils.config import SCHEMA, load_config
 from utils.inference.compiled import CompiledCache
 from utils.inference.compose import to_uint8
+from utils.inference.inputs import as_rgb_pil
 from utils.io.checkpoint import load_model
 from utils.runtime import (
     autocast,
@@ -223,7 +224,7 @@ class Predictor:
 
     def prepare(self, image: Image.Image | np.ndarray) -> Prepared:
         """Apply the test transforms to one image (CPU only; safe in a loader thread)."""
-        pil = _as_pil(image)
+        pil = as_rgb_pil(image)
         shape = (pil.height, pil.width)
         sample = self.transforms({"image": pil, "name": "", "shape": shape})
         resized = sample.get("image_resized")
@@ -285,17 +286,3 @@ class Predictor:
         """Where the compiled model for this batch of inputs is cached (None: no checkpoint,
         or no ``jit``)."""
         return None if self._compiled is None else self._compiled.path(image, image_resized)
-
-
-def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
-    """An RGB PIL image from a PIL image (any mode) or an RGB / gray uint8 array."""
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image array, got {array.dtype}")
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"expected an RGB image array (H, W, 3), got shape {array.shape}")
-    return Image.fromarray(np.ascontiguousarray(array))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import cv2
 
 from data.sources import Media, SourceError
 from utils.inference.compose import OutputType, compose, parse_output_type
-from utils.inference.predictor import Predictor
+
+if TYPE_CHECKING:  # torch is imported only by the torch engine
+    from utils.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 WINDOW = "InSPyReNet (q quits)"

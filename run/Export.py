@@ -1,0 +1,120 @@
+"""Export a config's inference network to ONNX or OpenVINO IR, checked against PyTorch.
+
+    .venv/bin/python run/Export.py --config configs/InSPyReNet_SwinB.yaml --format onnx
+    .venv/bin/python run/Export.py --config configs/InSPyReNet_SwinB.yaml --format openvino \
+        --size 1088x1920 1280x1280
+    .venv/bin/python run/Inference.py --config configs/InSPyReNet_SwinB.yaml --engine openvino \
+        --source photo.jpg
+
+It exports the config's test path (``Test.Dataset.transforms`` and the model's threshold,
+architecture §10.1, §16.1): the low-resolution network at the transforms' base size (384² in the
+published configs), and pyramid blending (§10.2) for each ``--size HxW`` (the size after the
+dynamic resize: multiples of 32, e.g. a 1920x1080 photo is 1088x1920). Height and width are
+fixed per file (Swin's padding and shifted windows are built from the input size); the batch
+size is free. One file per network in ``--out`` (default
+``<checkpoint dir>/export/<checkpoint stem>/``): ``single_384x384.onnx``,
+``blend_1088x1920.onnx`` (``.xml`` + ``.bin`` for openvino), each with its metadata (Model
+section, transforms and normalisation, sizes, threshold, the checkpoint's SHA-256, the project
+version, the check's figures), so the files alone are enough to run it.
+
+The check: each file, run by ONNX Runtime (onnx) or OpenVINO (openvino), against the PyTorch
+model on real photos (``--photos``, default docs/samples/input.png and its mirror image). The
+export is refused, with one line giving the differences, when the logits differ by more than
+``--tolerance`` (99.9th percentile) or more than 0.1 % of the map's pixels by more than 1/255
+(pyramid blending's band mask flips at a few pixels under any float rounding change); nothing
+of that network is written then.
+
+Exit status: 0 when every file was written, 1 when the check refused one (those before it are
+kept), 2 for a config, argument, checkpoint or missing-package error. Needs
+``.venv/bin/pip install -r requirements-deploy.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from utils.cli import EXIT_ERROR, EXIT_SETUP, exit_on_error, parser_for, run_cli
+from utils.config import add_config_arguments, config_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``1088x1920``) as (height, width); ArgumentTypeError otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 1088x1920")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line above."""
+    parser = parser_for(__doc__)
+    add_config_arguments(parser)
+    parser.add_argument("--ckpt", help="checkpoint (default: <checkpoint_dir>/latest.pth)")
+    parser.add_argument(
+        "--format",
+        nargs="+",
+        choices=("onnx", "openvino"),
+        default=["onnx"],
+        help="file formats (default onnx; both: --format onnx openvino)",
+    )
+    parser.add_argument(
+        "--size",
+        nargs="+",
+        type=parse_size,
+        default=[],
+        metavar="HxW",
+        help="high-resolution input sizes to export (pyramid blending), e.g. 1088x1920",
+    )
+    parser.add_argument("--out", help="output folder (default <checkpoint dir>/export/<stem>/)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        help="logit difference accepted at the 99.9th percentile (default 0.05)",
+    )
+    parser.add_argument("--photos", nargs="+", default=[], help="photos for the check")
+    args = parser.parse_args(argv)
+    if args.tolerance is not None and not args.tolerance > 0:
+        parser.error("--tolerance must be positive")
+    return args
+
+
+def _run(args: argparse.Namespace) -> int:
+    from data.transforms import CONFIG_CHECKS
+    from utils.export.exporter import TOLERANCE, check_photos, export_model
+    from utils.export.plan import ExportRefusedError
+    from utils.inference.exported import default_out_dir
+
+    with exit_on_error(EXIT_SETUP):
+        cfg = config_from_args(args, require=("Model", "Test"), checks=CONFIG_CHECKS)
+        ckpt = Path(args.ckpt or Path(cfg["Test"]["Checkpoint"]["checkpoint_dir"]) / "latest.pth")
+        out = Path(args.out) if args.out else default_out_dir(ckpt)
+        photos = check_photos(args.photos)
+    tolerance = TOLERANCE if args.tolerance is None else args.tolerance
+    # the refusal (a ValueError too) is caught first: exit status 1, not 2
+    with exit_on_error(EXIT_SETUP), exit_on_error(EXIT_ERROR, (ExportRefusedError,)):
+        files = export_model(
+            cfg, ckpt, out, args.format, args.size, tolerance=tolerance, photos=photos
+        )
+    for path in files:
+        logger.info("wrote %s", path)
+    engine = "openvino" if "openvino" in args.format else "onnxruntime"
+    logger.info(
+        "run it: .venv/bin/python run/Inference.py --exported %s --engine %s --source <image>",
+        out,
+        engine,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the script; returns its exit status."""
+    return run_cli(_run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
