@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.timing import add_gate_arguments, missing_requirement
+
 METHODS = ("none", "fast", "ml")
 PAIRS = (
     ("astronaut", "coffee"),
@@ -188,18 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--e2e-rounds", type=int, default=4, help="rounds of the rgba run")
     parser.add_argument("--figure", type=Path, help="write the side-by-side edge crop here")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end rgba run")
-    parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for quiet")
-    parser.add_argument("--probe-slack", type=float, default=0.3)
+    add_gate_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        import transparent_background  # noqa: F401
-    except ImportError:
-        print("error: the peer is not installed: pip install -r requirements-bench.txt")
-        return 2
-    try:
-        import pymatting  # noqa: F401
-    except ImportError:
-        print("error: pymatting is not installed: pip install -r requirements-matting.txt")
+    problem = missing_requirement(
+        {
+            "transparent_background": "requirements-bench.txt",
+            "pymatting": "requirements-matting.txt",
+        }
+    )
+    if problem:
+        print(problem)
         return 2
 
     from bench.infer_speed import make_checkpoint, write_photos
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         estimate_foreground(warm.image, warm.alpha, "ml")  # numba compiles here, not timed
         peer_rgba_colours(peer_fn, warm.image, warm.alpha)
 
-        gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
+        gate = QuietGate.from_args(args)
         gate.calibrate()
         errors, timed = _quality(samples, peer_fn, gate, args.rounds)
 

@@ -42,7 +42,14 @@ import yaml
 from PIL import Image
 
 from bench.infer_speed import Worker, _peer_worker, _serve, make_checkpoint, write_photos
-from bench.timing import QuietGate, pairwise_ratio, result_line, time_alternating
+from bench.timing import (
+    QuietGate,
+    add_gate_arguments,
+    missing_requirement,
+    pairwise_ratio,
+    result_line,
+    time_alternating,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -153,20 +160,18 @@ def main() -> int:
     )
     parser.add_argument("--no-hr", action="store_true", help="skip the high-resolution network")
     parser.add_argument("--only-cli", action="store_true", help="only the whole-process runs")
-    parser.add_argument("--max-wait", type=float, default=60.0)
-    parser.add_argument("--probe-slack", type=float, default=0.3)
+    add_gate_arguments(parser)
     args = parser.parse_args()
-    try:
-        import transparent_background  # noqa: F401
-    except ImportError:
-        print("error: the peer is not installed: pip install -r requirements-bench.txt")
+    problem = missing_requirement({"transparent_background": "requirements-bench.txt"})
+    if problem:
+        print(problem)
         return 2
     from utils.inference.exported import DEFAULT_ENGINE
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     config, ckpt, export, photos = prepare(work, hr=not args.no_hr)
-    gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
+    gate = QuietGate.from_args(args)
     lr = hr = e2e = {}
     if not args.only_cli:
         names = [str(p) for p in photos]

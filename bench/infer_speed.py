@@ -48,7 +48,9 @@ from PIL import Image
 from bench.model_speed import count_flops
 from bench.timing import (
     QuietGate,
+    add_gate_arguments,
     matmul_gflops,
+    missing_requirement,
     pairwise_ratio,
     result_line,
     time_alternating,
@@ -248,13 +250,11 @@ def main() -> int:
     parser.add_argument(
         "--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"]
     )
-    parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for quiet")
-    parser.add_argument("--probe-slack", type=float, default=0.3)
+    add_gate_arguments(parser)
     args = parser.parse_args()
-    try:
-        import transparent_background  # noqa: F401
-    except ImportError:
-        print("error: the peer is not installed: pip install -r requirements-bench.txt")
+    problem = missing_requirement({"transparent_background": "requirements-bench.txt"})
+    if problem:
+        print(problem)
         return 2
     precisions = ["fp32"] + [p for p in args.precisions if p != "fp32"]
 
@@ -273,7 +273,7 @@ def main() -> int:
             for p in precisions
         }
         workers["peer"] = Worker(_peer_worker, str(ckpt), names, str(outs["peer"]), str(tmp))
-        gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
+        gate = QuietGate.from_args(args)
         gate.calibrate()
         runners = {name: (lambda w=worker: w.ask("run")) for name, worker in workers.items()}
         samples = time_alternating(runners, args.rounds, gate)

@@ -11,6 +11,8 @@ pairwise ratios (:func:`pairwise_ratio`); bench scripts end with :func:`result_l
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,8 +76,34 @@ class QuietGate:
                 return seconds
             time.sleep(1.0)
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> QuietGate:
+        """The gate of :func:`add_gate_arguments`' options."""
+        return cls(slack=args.probe_slack, max_wait=args.max_wait)
+
     def is_quiet(self, *probes: float) -> bool:
         return max(probes) <= self.best * (1 + self.slack)
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-wait`` and ``--probe-slack`` of a benchmark's :class:`QuietGate`
+    (:meth:`QuietGate.from_args`)."""
+    parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for quiet")
+    parser.add_argument(
+        "--probe-slack",
+        type=float,
+        default=0.3,
+        help="a sample counts when its probes are within this fraction of the best probe",
+    )
+
+
+def missing_requirement(modules: Mapping[str, str]) -> str | None:
+    """The error line for the first of ``modules`` (import name -> the requirements file that
+    installs it) that cannot be imported; None when all can."""
+    for module, requirements in modules.items():
+        if importlib.util.find_spec(module) is None:
+            return f"error: {module} is not installed: pip install -r {requirements}"
+    return None
 
 
 @dataclass

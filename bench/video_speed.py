@@ -37,6 +37,8 @@ import time
 import warnings
 from pathlib import Path
 
+from bench.timing import add_gate_arguments, missing_requirement
+
 BATCH_SIZES = (1, 4)
 SIZE = (1280, 720)
 
@@ -131,18 +133,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--fps", type=int, default=30, help="clip frame rate")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds timed")
-    parser.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for quiet")
-    parser.add_argument("--probe-slack", type=float, default=0.3)
+    add_gate_arguments(parser)
     args = parser.parse_args()
-    try:
-        import transparent_background  # noqa: F401
-    except ImportError:
-        print("error: the peer is not installed: pip install -r requirements-bench.txt")
-        return 2
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        print("error: video needs PyAV: .venv/bin/pip install -r requirements-video.txt")
+    problem = missing_requirement(
+        {"transparent_background": "requirements-bench.txt", "av": "requirements-video.txt"}
+    )
+    if problem:
+        print(problem)
         return 2
 
     from bench.infer_speed import Worker, make_checkpoint, write_photos
@@ -167,7 +164,7 @@ def main() -> int:
             for b in BATCH_SIZES
         }
         workers["peer"] = Worker(_peer_worker, str(ckpt), str(clip), str(outs["peer"]), str(tmp))
-        gate = QuietGate(slack=args.probe_slack, max_wait=args.max_wait)
+        gate = QuietGate.from_args(args)
         gate.calibrate()
         runners = {name: (lambda w=worker: w.ask("run")) for name, worker in workers.items()}
         samples = time_alternating(runners, args.rounds, gate)
