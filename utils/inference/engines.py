@@ -132,7 +132,7 @@ def _openvino_graph(path: Path, device: str) -> Graph:
         request, output = compiled[0]
         # One image per request: OpenVINO 2026.4 computes wrong maps for batches of more than
         # one in the pyramid-blending network (a dynamic batch dimension); one by one is exact
-        # (tests/utils/test_export.py) and costs nothing measurable on a CPU.
+        # (tests/utils/export_cases.py) and costs nothing measurable on a CPU.
         batch = len(next(iter(feeds.values())))
         maps = []
         for index in range(batch):
