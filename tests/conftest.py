@@ -1,6 +1,8 @@
 """Shared test setup: the repository root on sys.path, the location of tests/fixtures, a small
-synthetic data set, one torch thread per module, and a maker of decompression-bomb PNGs."""
+synthetic data set, one torch thread per module, a maker of decompression-bomb PNGs, and the
+`needs_cxx` marker (skipped where no C++ compiler exists: AOTInductor, --jit, needs one)."""
 
+import shutil
 import struct
 import sys
 import zlib
@@ -13,6 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``needs_cxx`` when no C++ compiler is on PATH."""
+    if shutil.which("g++") or shutil.which("c++"):
+        return
+    skip = pytest.mark.skip(reason="--jit (AOTInductor) needs a C++ compiler: none on PATH")
+    for item in items:
+        if item.get_closest_marker("needs_cxx"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="module")

@@ -426,6 +426,7 @@ def save_weights(path: Path, seed: int, mtime_ns: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_cxx
 def test_jit_cache_follows_the_weights_not_size_and_time(tmp_path, monkeypatch):
     path = tmp_path / "snap" / "latest.pth"
     path.parent.mkdir()
@@ -464,6 +465,7 @@ def test_jit_cache_follows_the_weights_not_size_and_time(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_cxx
 def test_jit_without_a_writable_cache_folder_compiles_in_memory(tmp_path, caplog):
     path = tmp_path / "snap" / "latest.pth"
     path.parent.mkdir()

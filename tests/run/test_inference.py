@@ -234,6 +234,7 @@ def test_mixed_folder_messages_exit_codes_and_resume(work, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_cxx
 def test_jit_and_batched_outputs_equal_one_by_one(work, map_outputs, monkeypatch):
     batches = []
     predict = Predictor.predict_prepared

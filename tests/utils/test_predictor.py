@@ -139,6 +139,7 @@ def test_batch_equals_one_by_one(predictor, photos, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning")
+@pytest.mark.needs_cxx
 def test_jit_equals_eager_and_is_cached(config, ckpt_dir, predictor, photos, monkeypatch):
     """--jit: AOTInductor-compiled, the same maps as eager, cached once per size, reused
     without compiling, and compiled again when the cached package is damaged. Warnings are
