@@ -37,7 +37,7 @@ from PIL import Image
 from data.transforms import build_transforms
 from utils.inference.compose import to_uint8
 from utils.inference.engines import EXPORTED_ENGINES, EngineError, Graph, open_graph
-from utils.inference.inputs import as_rgb_pil
+from utils.inference.inputs import as_rgb_pil, same_size_groups
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -256,10 +256,7 @@ class ExportedPredictor:
     def predict_prepared(self, items: Sequence[PreparedArrays]) -> list[np.ndarray]:
         """Maps of :meth:`prepare` d inputs, in order; equal-size inputs run as one batch."""
         results: list[np.ndarray | None] = [None] * len(items)
-        groups: dict[tuple, list[int]] = {}
-        for index, item in enumerate(items):
-            groups.setdefault(item.key, []).append(index)
-        for indices in groups.values():
+        for indices in same_size_groups(items):
             logits = self.logits([items[i] for i in indices])
             for row, index in enumerate(indices):
                 pred = normalize_logits(logits[row, 0])

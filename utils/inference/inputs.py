@@ -1,6 +1,9 @@
-"""What the predictors accept as an image: a PIL image (any mode) or an RGB / gray uint8 array."""
+"""What the predictors accept as an image (a PIL image of any mode, or an RGB / gray uint8 array)
+and how they group prepared inputs into batches."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -18,3 +21,12 @@ def as_rgb_pil(image: Image.Image | np.ndarray) -> Image.Image:
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an RGB image array (H, W, 3), got shape {array.shape}")
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+def same_size_groups(items: Sequence) -> list[list[int]]:
+    """Indices of ``items`` grouped by their ``key`` (equal input sizes: one batch each), each
+    group in order, groups in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(item.key, []).append(index)
+    return list(groups.values())

@@ -57,7 +57,7 @@ from lib.model import normalize_prediction
 from utils.config import SCHEMA, load_config
 from utils.inference.compiled import CompiledCache
 from utils.inference.compose import to_uint8
-from utils.inference.inputs import as_rgb_pil
+from utils.inference.inputs import as_rgb_pil, same_size_groups
 from utils.io.checkpoint import load_model
 from utils.runtime import (
     autocast,
@@ -241,11 +241,8 @@ class Predictor:
     def predict_prepared(self, items: Sequence[Prepared]) -> list[np.ndarray]:
         """Maps of :meth:`prepare` d inputs, in order; equal-size inputs run as one batch."""
         results: list[np.ndarray | None] = [None] * len(items)
-        groups: dict[tuple, list[int]] = {}
-        for index, item in enumerate(items):
-            groups.setdefault(item.key, []).append(index)
         with torch.inference_mode():
-            for indices in groups.values():
+            for indices in same_size_groups(items):
                 image = self._batch([items[i].image for i in indices])
                 resized = None
                 if items[indices[0]].image_resized is not None:
