@@ -9,7 +9,8 @@
             for line in skipped_files(batch):   # files skipped because they failed to decode
                 log.warning(line)
 
-Folder rules (the reference paired by index; we pair by name, so extra files do no harm):
+Folder rules (listed by :mod:`data.pairs`, which needs no torch; the reference paired by index,
+we pair by name, so extra files do no harm):
 
 * Images and masks are paired by file **stem** (``0001.jpg`` with ``0001.png``). Supported
   extensions (any case): ``utils.io.files.IMAGE_EXTENSIONS``; other files and hidden files
@@ -51,7 +52,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,63 +59,11 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
+from data.pairs import DATASET_TYPES, ON_ERROR, Pair, dataset_needs_masks, list_pairs
 from data.transforms import build_transforms
-from utils.io.files import (
-    IMAGE_EXTENSIONS,
-    file_problem,
-    is_image_file,
-    list_image_files,
-    natural_key,
-)
-from utils.io.images import ImageReadError, read_image, read_image_size, read_mask
+from utils.io.images import ImageReadError, read_image, read_mask
 
 logger = logging.getLogger(__name__)
-
-_ON_ERROR = ("raise", "skip")
-_SHOWN = 5  # how many names an error or warning lists
-
-
-def _first(names: Sequence[str]) -> str:
-    """The first few of ``names`` joined, with '...' when there are more."""
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (", ..." if len(names) > _SHOWN else "")
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """``list_image_files(folder)``, after one warning for each entry named like an image that
-    the listing skips because it is no regular file (``file_problem`` looks, never opens)."""
-    for entry in sorted(folder.iterdir(), key=lambda path: natural_key(path.name)):
-        if not entry.name.startswith(".") and is_image_file(entry):
-            problem = file_problem(entry)
-            if problem:
-                logger.warning("%s: %s, skipped", entry, problem)
-    return list_image_files(folder)
-
-
-def _by_stem(files: list[Path]) -> dict[str, Path]:
-    """Map stem -> file; ValueError when two files share a stem."""
-    index: dict[str, Path] = {}
-    clashes = []
-    for path in files:
-        if path.stem in index:
-            clashes.append(f"{index[path.stem].name} / {path.name}")
-        index.setdefault(path.stem, path)
-    if clashes:
-        raise ValueError(
-            f"{files[0].parent}: {len(clashes)} file name(s) share a stem, so images and masks "
-            f"cannot be paired: {_first(clashes)}"
-        )
-    return index
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One sample on disk: an image, its mask (None when masks are optional and absent)."""
-
-    set: str
-    name: str
-    image: Path
-    mask: Path | None
 
 
 class _FolderDataset(torch.utils.data.Dataset):
@@ -132,8 +80,8 @@ class _FolderDataset(torch.utils.data.Dataset):
         on_error: str = "raise",
         seed: int | None = None,
     ):
-        if on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if seed is not None and (not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.root = Path(root)
@@ -151,71 +99,12 @@ class _FolderDataset(torch.utils.data.Dataset):
         self.dropped: list[str] = []
         self.samples: list[Pair] = []
         for set_name in self.sets:
-            self.samples += self._pairs(set_name)
-
-    def _pairs(self, set_name: str) -> list[Pair]:
-        """The usable pairs of one set (see the module rules)."""
-        image_dir = self.root / set_name / "images"
-        mask_dir = self.root / set_name / "masks"
-        if not image_dir.is_dir():
-            raise ValueError(f"{image_dir}: folder not found")
-        images = _by_stem(_image_files(image_dir))
-        if not images:
-            raise ValueError(f"{image_dir}: no images ({' '.join(IMAGE_EXTENSIONS)})")
-        if mask_dir.is_dir():
-            masks = _by_stem(_image_files(mask_dir))
-        elif self.masks_required:
-            raise ValueError(f"{mask_dir}: folder not found")
-        else:
-            masks = {}
-        if self.masks_required:
-            missing = [path.name for stem, path in images.items() if stem not in masks]
-            if missing:
-                raise ValueError(
-                    f"{set_name}: {len(missing)} image(s) in {image_dir} have no mask with the "
-                    f"same stem in {mask_dir}: {_first(missing)}"
-                )
-        extra = [path.name for stem, path in masks.items() if stem not in images]
-        if extra:
-            logger.info(
-                "%s: %d mask(s) without an image ignored: %s", set_name, len(extra), _first(extra)
+            listing = list_pairs(
+                self.root, set_name, masks_required=self.masks_required, on_error=on_error
             )
-        pairs, dropped = [], []
-        for stem, image in images.items():
-            pair = Pair(set_name, stem, image, masks.get(stem))
-            try:
-                problem = self._size_problem(pair)
-            except ImageReadError as error:
-                if self.on_error == "raise":
-                    raise
-                self.failures.append(str(error))
-                logger.warning("skipped %s", error)
-                continue
-            if problem:
-                dropped.append(problem)
-            else:
-                pairs.append(pair)
-        if dropped:
-            self.dropped += dropped
-            logger.warning(
-                "%s: dropped %d of %d pair(s) whose image and mask sizes differ: %s",
-                set_name,
-                len(dropped),
-                len(images),
-                _first(dropped),
-            )
-        return pairs
-
-    @staticmethod
-    def _size_problem(pair: Pair) -> str:
-        """'' when image and mask sizes agree (or there is no mask), else a short description."""
-        if pair.mask is None:
-            return ""
-        image_size, mask_size = read_image_size(pair.image), read_image_size(pair.mask)
-        if image_size == mask_size:
-            return ""
-        (image_h, image_w), (mask_h, mask_w) = image_size, mask_size
-        return f"{pair.name} (image {image_h}x{image_w}, mask {mask_h}x{mask_w})"
+            self.samples += listing.pairs
+            self.failures += listing.failures
+            self.dropped += listing.dropped
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -306,9 +195,8 @@ def skipped_files(batch: Mapping[str, Any]) -> list[str]:
 
 
 DATASETS: dict[str, type[_FolderDataset]] = {
-    "RGB_Dataset": SODDataset,  # the name every published config uses
-    "SODDataset": SODDataset,
-    "ImageFolderDataset": ImageFolderDataset,
+    kind: SODDataset if needs_masks else ImageFolderDataset
+    for kind, needs_masks in DATASET_TYPES.items()
 }
 
 
@@ -318,10 +206,6 @@ def build_dataset(section: Mapping[str, Any], **kwargs: Any) -> _FolderDataset:
 
     Example: ``build_dataset(cfg["Train"]["Dataset"], on_error="skip", seed=cfg["Train"]["seed"])``
     """
+    dataset_needs_masks(section)  # checks the type and the keys
     kind = section.get("type", "RGB_Dataset")
-    if kind not in DATASETS:
-        raise ValueError(f"unknown Dataset type '{kind}'; valid: {', '.join(sorted(DATASETS))}")
-    missing = [key for key in ("root", "sets") if key not in section]
-    if missing:
-        raise ValueError(f"Dataset section lacks {missing}")
     return DATASETS[kind](section["root"], section["sets"], section.get("transforms"), **kwargs)

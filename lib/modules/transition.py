@@ -18,6 +18,10 @@ class Transition(nn.Module):
 
     Kornia's morphology (what the authors used) would give the same numbers but adds a
     dependency for one operation; max pooling keeps it exact and fast.
+
+    ``threshold`` is the architecture's 0.5. It is a plain attribute only so that numerical
+    checks can move it a little to see which outputs depend on a band value that sits within
+    float rounding of 0.5 (utils/export/band_ties.py); nothing else changes it.
     """
 
     def __init__(self, k: int):
@@ -25,6 +29,7 @@ class Transition(nn.Module):
         element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         centre = k // 2
         self.rows = [(r - centre, int(element[r].sum()) // 2) for r in range(k)]
+        self.threshold = 0.5
 
     def _dilate(self, x: Tensor) -> Tensor:
         h = x.shape[-2]
@@ -44,4 +49,4 @@ class Transition(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         s = torch.sigmoid(x)
         band = self._dilate(s) + self._dilate(-s)  # dilate(s) − erode(s)
-        return (band > 0.5).float()
+        return (band > self.threshold).float()

@@ -5,6 +5,9 @@ hand) and the §15.4 rules (natural sort, size-mismatch drop, sample keys).
 """
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +52,7 @@ def test_pairs_by_stem_across_sets_ignoring_extra_files(tmp_path, caplog):
     (tmp_path / "A" / "images" / "notes.txt").write_text("not an image")
     (tmp_path / "A" / "images" / ".DS_Store").write_bytes(b"\0")
     _write(tmp_path / "A" / "masks" / "orphan.png", 40, 30, 0, mode="L")
-    with caplog.at_level(logging.INFO, logger="data.dataset"):
+    with caplog.at_level(logging.INFO, logger="data.pairs"):
         dataset = SODDataset(tmp_path, ["A", "B"])
     assert "orphan.png" in caplog.text
     assert [(p.set, p.name) for p in dataset.samples] == [
@@ -87,7 +90,7 @@ def test_duplicate_stems_and_missing_folders(tmp_path):
 def test_size_mismatch_pairs_dropped_with_warning(tmp_path, caplog):
     _make_set(tmp_path, "A", ["good", "bad"])
     _write(tmp_path / "A" / "masks" / "bad.png", 30, 40, 255, mode="L")  # transposed size
-    with caplog.at_level(logging.WARNING, logger="data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="data.pairs"):
         dataset = SODDataset(tmp_path, "A")
     assert [p.name for p in dataset.samples] == ["good"]
     assert dataset.dropped == ["bad (image 30x40, mask 40x30)"]
@@ -206,3 +209,11 @@ def test_two_seeded_runs_with_workers_are_identical(tmp_path):
     first, second = run(), run()
     assert torch.equal(first, second)
     assert not torch.equal(first[:3], first[3:])  # epochs differ
+
+
+def test_listing_and_test_set_writing_import_no_torch():
+    """An exported engine's run/Test.py lists pairs and writes maps without torch."""
+    code = "import sys, data.pairs, utils.inference.test_sets; print('torch' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr

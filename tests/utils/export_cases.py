@@ -23,6 +23,7 @@ from skimage import data
 
 from run import Export
 from utils.export import exporter
+from utils.export.band_ties import BAND_MARGIN, bracket_ties
 from utils.inference.engines import open_graph
 from utils.inference.exported import ExportedPredictor, UnexportedSizeError, default_out_dir
 from utils.inference.predictor import Predictor, to_uint8
@@ -32,6 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 ROOT = Path(__file__).resolve().parents[2]
 HR = (544, 576)  # both sides above the threshold 512: pyramid blending
+# The export check's logit tolerance here: 20x the worst difference measured on this model (5e-4)
+TOLERANCE = 0.01
 TRANSFORMS = {
     "dynamic_resize": {"L": 1280},
     "tonumpy": None,
@@ -53,6 +56,23 @@ def write_config(folder: Path, ckpt_dir: Path, model: dict, transforms: dict) ->
     return path
 
 
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (which sets ``code`` to a script's exit status) in a fresh interpreter; it
+    must exit 0 without having imported torch."""
+    code += "print('TORCH', 'torch' in sys.modules)\nsys.exit(code)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "TORCH False" in result.stdout, result.stdout
+    return result
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, fixtures_dir):
     """The tiny Res2Net (base 384, threshold 512) exported once in both formats by the CLI."""
@@ -70,6 +90,8 @@ def setup(tmp_path_factory, fixtures_dir):
         "openvino",
         "--size",
         "x".join(map(str, HR)),
+        "--tolerance",
+        str(TOLERANCE),
     ]
     assert Export.main(argv) == 0
     return config, ckpt_dir
@@ -101,13 +123,18 @@ def test_maps_match_torch_within_1_255(setup, photos, engine):
     exported = ExportedPredictor.open(default_out_dir(ckpt_dir / "latest.pth"), engine)
     ours = exported.predict_batch(list(photos.values()))  # coffee and chelsea share a batch
     for name, image, saliency in zip(photos, photos.values(), ours, strict=True):
-        reference = torch_engine.predict(image)
+        # the torch engine's maps with every band-mask tie taken both ways (one map when the
+        # photo takes the low-resolution branch: no band mask there)
+        margin = BAND_MARGIN if name == "astronaut" else 0.0
+        run = lambda image=image: to_uint8(torch_engine.predict(image)).astype(int)  # noqa: E731
+        references = bracket_ties(torch_engine.model, run, margin)
         assert saliency.shape == image.shape[:2] and saliency.dtype == np.float32
-        difference = np.abs(to_uint8(saliency).astype(int) - to_uint8(reference).astype(int))
-        if name == "astronaut":  # blending: a few band-mask pixels may flip (exporter.MAP_FRACTION)
-            assert (difference > 1).mean() <= 1e-3, f"{name}: {(difference > 1).mean():.2%}"
-        else:
-            assert difference.max() <= 1, f"{name}: {difference.max()}/255"
+        ours_uint8 = to_uint8(saliency).astype(int)
+        outside = np.maximum(references.min(0) - ours_uint8, 0)
+        outside += np.maximum(ours_uint8 - references.max(0), 0)
+        assert outside.max() <= 1, f"{name}: {outside.max()}/255 from the torch engine's maps"
+        # and only a tie explains a pixel off the plain torch map; those are rare
+        assert (np.abs(ours_uint8 - references[0]) > 1).mean() <= 1e-3, name
     # the HR photo really ran pyramid blending
     assert exported._route(exported.prepare(photos["astronaut"])).graph.metadata["kind"] == "blend"
     # batched equals one by one
@@ -134,7 +161,8 @@ def test_metadata_round_trips(setup):
         assert meta["checkpoint_sha256"] == checkpoint_sha256(ckpt_dir / "latest.pth")
         assert meta["project_version"] and meta["format_version"] == "1"
         check = json.loads(meta["check"])
-        assert check["engine"] == engine and check["map_fraction_over_1_255"] <= 1e-3
+        assert check["engine"] == engine and check["tolerance"] == TOLERANCE
+        assert check["max_logit_diff"] <= TOLERANCE and check["max_map_diff_255"] <= 1
     blend = open_graph(out / f"blend_{HR[0]}x{HR[1]}.onnx", "onnxruntime").metadata
     assert blend["kind"] == "blend"
     assert json.loads(blend["inputs"]) == {"image": list(HR), "image_resized": [384, 384]}
@@ -189,28 +217,16 @@ def test_cli_run_does_not_import_torch(setup, photos, tmp_path, engine):
     Image.fromarray(cv2.resize(photos["astronaut"], (640, 576))).save(source / "wide.png")
     dest = tmp_path / "out"
     code = (
-        "import sys\n"
         "from run.Inference import main\n"
         f"code = main(['--exported', {str(default_out_dir(ckpt_dir / 'latest.pth'))!r}, "
         f"'--engine', {engine!r}, '--source', {str(source)!r}, '--dest', {str(dest)!r}, "
         "'--type', 'rgba', '--batch-size', '2', '--no-progress'])\n"
-        "print('TORCH', 'torch' in sys.modules)\n"
-        "sys.exit(code)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_without_torch(code)
     assert (
         "wide.png: inference failed (this export has no pyramid-blending network for 576x640"
         in result.stderr
     )
-    assert "TORCH False" in result.stdout, result.stdout
     assert sorted(p.name for p in dest.iterdir()) == ["astronaut.png", "chelsea.png", "coffee.png"]
     rgba = np.asarray(Image.open(dest / "astronaut.png"))
     assert rgba.shape == (*HR, 4)
@@ -241,3 +257,24 @@ def test_test_script_with_exported_engines(setup, small_synthetic, tmp_path):
         assert maps[engine].keys() == maps["torch"].keys()
         for name, reference in maps["torch"].items():
             assert np.abs(maps[engine][name] - reference).max() <= 1, (engine, name)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_test_script_does_not_import_torch(setup, small_synthetic, tmp_path, engine):
+    """run/Test.py with an exported engine lists the pairs, runs and writes without torch."""
+    config, _ = setup
+    cfg = yaml.safe_load(config.read_text())
+    cfg["Test"]["Dataset"].update(root=str(small_synthetic / "Test_Dataset"), sets=["Synth-TE"])
+    cfg["Eval"] = {
+        "gt_root": str(small_synthetic / "Test_Dataset"),
+        "pred_root": str(tmp_path / "maps"),
+        "datasets": ["Synth-TE"],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    code = (
+        "from run.Test import main\n"
+        f"code = main(['--config', {str(path)!r}, '--engine', {engine!r}, '--no-progress'])\n"
+    )
+    run_without_torch(code)
+    assert len(list((tmp_path / "maps" / "Synth-TE").glob("*.png"))) == 2

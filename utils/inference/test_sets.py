@@ -3,8 +3,9 @@
     predictor = Predictor.from_config(cfg)                       # utils.inference.predictor
     reports = write_test_predictions(cfg["Test"], cfg["Eval"]["pred_root"], predictor)
 
-For each set of ``Test.Dataset.sets`` the pairs are listed by the test dataset class (so, as in
-the reference, every image needs its mask; pairs whose sizes differ are dropped with a warning)
+For each set of ``Test.Dataset.sets`` the pairs are listed by the rules of the test dataset
+type (:mod:`data.pairs`, without torch, so an exported engine's run never imports it: as in the
+reference, every image needs its mask; pairs whose sizes differ are dropped with a warning)
 and ``<pred_root>/<set>/<image stem>.png`` is written for every image: the Predictor's map at
 the image's original size, as floor(m·255). Maps already on disk are kept unless ``overwrite``;
 since every PNG is written atomically (utils.io.images), a map that exists is complete, so an
@@ -21,14 +22,17 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from data import build_dataset
+from data.pairs import dataset_needs_masks, list_pairs
 from data.sources import ImageMedia
 from utils.inference.compose import parse_output_type
 from utils.inference.outputs import Job
 from utils.inference.pipeline import Runner, Settings
-from utils.inference.predictor import Predictor
 from utils.io.atomic import remove_stale_temporaries
+
+if TYPE_CHECKING:  # the torch engine's; an exported engine's ExportedPredictor works the same
+    from utils.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +70,17 @@ def write_set(
 ) -> SetReport:
     """Write the maps of one test set into ``out_dir``; see the module docstring."""
     report = SetReport(name)
-    section = {**test_cfg["Dataset"], "sets": [name], "transforms": None}
+    section = test_cfg["Dataset"]
     try:
-        dataset = build_dataset(section, on_error="skip")
+        needs_masks = dataset_needs_masks(section)
+        listing = list_pairs(section["root"], name, masks_required=needs_masks, on_error="skip")
     except ValueError as error:  # missing folder, image without a mask, ...
         report.error = str(error)
         return report
-    report.failed += dataset.failures
-    report.total = len(dataset) + len(dataset.failures)
+    report.failed += listing.failures
+    report.total = len(listing.pairs) + len(listing.failures)
     remove_stale_temporaries(out_dir)
-    jobs = [Job(ImageMedia(pair.image), out_dir / f"{pair.name}.png") for pair in dataset.samples]
+    jobs = [Job(ImageMedia(pair.image), out_dir / f"{pair.name}.png") for pair in listing.pairs]
     pending = [job for job in jobs if not job.already_done(overwrite)]
     report.existing = len(jobs) - len(pending)
 
