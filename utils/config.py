@@ -63,6 +63,7 @@ from typing import Any
 import yaml
 
 from utils.io.atomic import write_bytes_atomic
+from utils.io.errors import first_line
 from utils.io.files import file_problem
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: the shipped configs are ~3 KB
@@ -387,7 +388,7 @@ def _read_yaml(path: str | os.PathLike) -> dict:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problem = getattr(error, "problem", None) or first_line(error)
         raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
     if data is None:
         return {}

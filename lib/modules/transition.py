@@ -46,7 +46,10 @@ class Transition(nn.Module):
             out[..., dst, :] = torch.maximum(out[..., dst, :], row[..., src_lo:src_hi, :])
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
+    def band(self, x: Tensor) -> Tensor:
+        """``dilate(σ(x)) − erode(σ(x))``, the value the mask thresholds."""
         s = torch.sigmoid(x)
-        band = self._dilate(s) + self._dilate(-s)  # dilate(s) − erode(s)
-        return (band > self.threshold).float()
+        return self._dilate(s) + self._dilate(-s)  # erode(s) = −dilate(−s)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (self.band(x) > self.threshold).float()

@@ -45,12 +45,24 @@ def band_threshold(model: nn.Module, threshold: float) -> Iterator[None]:
 
 def bracket_ties(model: nn.Module, run: Callable[[], np.ndarray], margin: float) -> np.ndarray:
     """``run()`` (which runs ``model``) with the band threshold at 0.5, 0.5 − ``margin`` and
-    0.5 + ``margin``, stacked on a new first axis (only the first when ``margin`` is 0)."""
+    0.5 + ``margin``, stacked on a new first axis; only the first when no band value of that
+    run lies within ``margin`` of 0.5 (or ``margin`` is 0)."""
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    thresholds = [0.5] + ([0.5 - margin, 0.5 + margin] if margin else [])
-    outputs = []
-    for threshold in thresholds:
-        with band_threshold(model, threshold):
-            outputs.append(np.asarray(run()))
+    ties = []
+
+    def count_ties(module: Transition, args: tuple, output) -> None:
+        ties.append(int(((module.band(args[0]) - 0.5).abs() <= margin).sum()))
+
+    transitions = [m for m in model.modules() if isinstance(m, Transition)]
+    handles = [m.register_forward_hook(count_ties) for m in transitions] if margin else []
+    try:
+        outputs = [np.asarray(run())]
+    finally:
+        for handle in handles:
+            handle.remove()
+    if sum(ties):
+        for threshold in (0.5 - margin, 0.5 + margin):
+            with band_threshold(model, threshold):
+                outputs.append(np.asarray(run()))
     return np.stack(outputs)

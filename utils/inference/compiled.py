@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from utils.io.atomic import write_bytes_atomic
 from utils.io.checkpoint import checkpoint_sha256
+from utils.io.errors import first_line
 from utils.runtime import autocast
 
 __all__ = ["CompiledCache", "Logits"]
@@ -136,7 +137,7 @@ class CompiledCache:
                 return None
             return torch._inductor.aoti_load_package(str(path), device_index=self._index())
         except (OSError, RuntimeError, ValueError, zipfile.BadZipFile) as error:
-            logger.info("note: %s: cannot load it (%s), compiling again", path, _first_line(error))
+            logger.info("note: %s: cannot load it (%s), compiling again", path, first_line(error))
             return None
 
     def _compile(self, image: Tensor, image_resized: Tensor | None, path: Path | None):
@@ -156,7 +157,7 @@ class CompiledCache:
         except (InvalidCxxCompiler, CppCompileError) as error:
             logger.warning(
                 "--jit needs a working C++ compiler (%s); running the eager network instead",
-                _first_line(error),
+                first_line(error),
             )
             return self.logits
         with zipfile.ZipFile(package, "a") as archive:
@@ -181,11 +182,6 @@ def _target(device: torch.device) -> str:
     if device.type == "cuda":
         return "cuda sm_{}{}".format(*torch.cuda.get_device_capability(device))
     return f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _inputs(image: Tensor, image_resized: Tensor | None) -> tuple[Tensor, ...]:

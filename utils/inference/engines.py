@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.io.errors import first_line
+
 ENGINES = ("torch", "onnxruntime", "openvino")
 EXPORTED_ENGINES = ("onnxruntime", "openvino")
 META_PREFIX = "inspyrenet."
@@ -81,7 +83,7 @@ def _onnxruntime_graph(path: Path, device: str) -> Graph:
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types for bad files
-        raise EngineError(f"{path}: onnxruntime cannot load it ({_first_line(error)})") from None
+        raise EngineError(f"{path}: onnxruntime cannot load it ({first_line(error)})") from None
     raw = session.get_modelmeta().custom_metadata_map
     metadata = {k[len(META_PREFIX) :]: v for k, v in raw.items() if k.startswith(META_PREFIX)}
     inputs = {i.name: _spatial(i.shape) for i in session.get_inputs()}
@@ -115,7 +117,7 @@ def _openvino_graph(path: Path, device: str) -> Graph:
     try:
         model = core.read_model(str(path))
     except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
-        raise EngineError(f"{path}: openvino cannot load it ({_first_line(error)})") from None
+        raise EngineError(f"{path}: openvino cannot load it ({first_line(error)})") from None
     inputs = {
         port.any_name: _spatial(
             [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
@@ -162,8 +164,3 @@ def open_graph(path: str | os.PathLike, engine: str, device: str = "cpu") -> Gra
         return _openvino_graph(path, device)
     import_engine(engine)  # raises for an unknown name
     raise AssertionError(engine)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -24,6 +24,7 @@ from utils.inference.compose import OutputType, compose
 from utils.inference.outputs import Job, default_video_format
 from utils.inference.video_writer import VIDEO_FORMATS, VideoWriter
 from utils.io.atomic import OutputError
+from utils.io.errors import first_line
 from utils.io.images import write_png_atomic
 
 if TYPE_CHECKING:  # torch is imported only by the torch engine
@@ -220,7 +221,7 @@ class Runner:
                     self.pending = [item]
                     self._flush()
                 return
-            message = str(error).strip().splitlines()[0] if str(error).strip() else "error"
+            message = first_line(error)
             for job, _, _ in live:
                 self._fail(job, f"{job.media.path}: inference failed ({message})")
             return

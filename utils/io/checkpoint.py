@@ -35,6 +35,7 @@ from torch.serialization import MAGIC_NUMBER
 from lib import CheckpointError, build_model, load_state_dict_strict, unwrap_model
 from lib.state_dict import unwrap_state_dict
 from utils.io.atomic import OutputError, atomic_output, write_bytes_atomic
+from utils.io.errors import first_line
 from utils.io.files import REPO_ROOT, file_digest, file_problem
 from utils.io.manifest import install_item_for
 
@@ -76,9 +77,8 @@ def load_torch_file(path: str | os.PathLike, what: str) -> Any:
             f"code when loaded (weights_only=True){refusal_detail(error)}"
         ) from None
     except Exception as error:  # torch raises many types for damaged files; one message
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"{path}: not a readable PyTorch {what} (truncated or corrupt?): {first}"
+            f"{path}: not a readable PyTorch {what} (truncated or corrupt?): {first_line(error)}"
         ) from None
 
 
@@ -226,7 +226,7 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, tmp)
         except RuntimeError as error:  # torch's zip writer: "unexpected pos ..." on a full disk
             free = shutil.disk_usage(tmp.parent).free
-            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            problem = first_line(error)
             raise OutputError(
                 path,
                 f"torch could not write it ({problem}); {free / 2**20:.0f} MiB free there: if "

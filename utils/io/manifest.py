@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from utils.io.errors import first_line
 from utils.io.files import REPO_ROOT
 
 DEFAULT_MANIFEST = REPO_ROOT / "data" / "downloads.yaml"
@@ -133,8 +134,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ManifestError(f"{where}: cannot read the manifest ({problem})") from None
+        raise ManifestError(f"{where}: cannot read the manifest ({first_line(error)})") from None
     if not isinstance(raw, dict) or set(raw) - {"groups", "items"}:
         raise ManifestError(f"{where}: expected a mapping with 'groups' and 'items' only")
     groups = tuple(_group(where, entry) for entry in _list(where, raw, "groups"))
