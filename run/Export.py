@@ -29,7 +29,7 @@ to int8 by NNCF with up to ``--int8-count`` images of the folder (utils.export.q
 written beside it as ``single_384x384.int8.xml`` (+ ``.int8.bin``); run it with
 ``--engine openvino --precision int8``. int8 cannot keep the maps within 1/255 of float32, so
 its check is against the float32 file and looser: the figures go into its metadata, and it is
-refused when the 8-bit maps differ by more than 64/255 on average.
+refused when the 8-bit maps differ by more than ``--int8-tolerance`` (64/255) on average.
 
     .venv/bin/python run/Export.py --config configs/InSPyReNet_SwinB.yaml --format openvino \
         --int8 photos/calibration/
@@ -99,6 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="calibration images used at most, evenly spaced over the folder (default 64)",
     )
+    parser.add_argument(
+        "--int8-tolerance",
+        type=float,
+        default=64.0,
+        metavar="D",
+        help="int8 maps may differ from float32 by this much on average, in 1/255 (default 64)",
+    )
     args = parser.parse_args(argv)
     if args.tolerance is not None and not args.tolerance > 0:
         parser.error("--tolerance must be positive")
@@ -109,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.int8_count < 1:
         parser.error("--int8-count must be at least 1")
+    if not 0 < args.int8_tolerance <= 255:
+        parser.error("--int8-tolerance must be in (0, 255]")
     return args
 
 
@@ -141,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
             from utils.export.quantize import quantize_export
 
             xml = [path for path in files if path.suffix == ".xml"]
-            for path in quantize_export(xml, calibration, photos):
+            bound = args.int8_tolerance
+            for path in quantize_export(xml, calibration, photos, max_mean_map_diff=bound):
                 logger.info("wrote %s", path)
     engine = "openvino" if "openvino" in args.format else "onnxruntime"
     logger.info(

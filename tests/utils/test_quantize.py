@@ -71,6 +71,7 @@ def test_compare_maps():
     [
         (["--int8", "calib"], "--int8 quantises OpenVINO files: add --format openvino"),
         (["--format", "openvino", "--int8", "c", "--int8-count", "0"], "at least 1"),
+        (["--format", "openvino", "--int8", "c", "--int8-tolerance", "0"], "in (0, 255]"),
     ],
 )
 def test_cli_refuses_int8_without_openvino(argv, message, capsys):

@@ -74,13 +74,20 @@ def calibration_files(folder: str | os.PathLike, count: int = CALIBRATION_COUNT)
     return files
 
 
-def _spec(graph: Graph) -> GraphSpec:
+def graph_spec(graph: Graph) -> GraphSpec:
     """The GraphSpec an exported file was made from (its metadata's kind and input sizes)."""
     inputs = json.loads(graph.metadata["inputs"])
     resized = inputs.get("image_resized")
     return GraphSpec(
         graph.metadata["kind"], tuple(inputs["image"]), tuple(resized) if resized else None
     )
+
+
+def network_inputs(graph: Graph, photos: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+    """``photos`` as one batch of ``graph``'s inputs: resized to its input sizes and normalised
+    by the transforms in its metadata, as the export check prepares them."""
+    transforms = json.loads(graph.metadata["transforms"])
+    return _check_inputs(graph_spec(graph), transforms, photos)
 
 
 def _maps_255(logits: np.ndarray) -> np.ndarray:
@@ -113,12 +120,15 @@ def quantize_export(
     xml_files: Sequence[str | os.PathLike],
     calibration: Sequence[str | os.PathLike],
     photos: Sequence[Image.Image] | None = None,
+    *,
+    max_mean_map_diff: float = MAX_MEAN_MAP_DIFF,
 ) -> list[Path]:
     """Quantise each float32 OpenVINO file of ``xml_files`` to int8 with ``calibration`` images
     (:func:`calibration_files`), check it against the float32 file on ``photos`` (default: the
-    export check's) and write ``<stem>.int8.xml`` + ``.int8.bin`` beside it; returns the files
-    written. ExportRefusedError when a check fails (nothing of that network written, earlier
-    ones kept), ExportError for a missing package or a file that is not a float32 export."""
+    export check's; refused above ``max_mean_map_diff``/255 on average) and write
+    ``<stem>.int8.xml`` + ``.int8.bin`` beside it; returns the files written.
+    ExportRefusedError when a check fails (nothing of that network written, earlier ones
+    kept), ExportError for a missing package or a file that is not a float32 export."""
     nncf = require_nncf()
     ov = import_engine("openvino")
     photos = list(photos) if photos else check_photos()
@@ -127,14 +137,13 @@ def quantize_export(
         fp32 = open_graph(xml, "openvino")
         if fp32.metadata.get("precision", "fp32") != "fp32" or "transforms" not in fp32.metadata:
             raise ExportError(f"{xml}: not a float32 export of run/Export.py")
-        spec = _spec(fp32)
-        transforms = json.loads(fp32.metadata["transforms"])
+        spec = graph_spec(fp32)
         model = ov.Core().read_model(str(xml))
         name = json.loads(fp32.metadata["model"]).get("name", "")
         model_type = nncf.ModelType.TRANSFORMER if "Swin" in name else None
 
-        def feed(path: Path, spec: GraphSpec = spec, transforms: dict = transforms) -> dict:
-            return _check_inputs(spec, transforms, [read_image(path)])
+        def feed(path: Path, graph: Graph = fp32) -> dict[str, np.ndarray]:
+            return network_inputs(graph, [read_image(path)])
 
         logger.info(
             "quantising %s to int8 with %d calibration images (NNCF%s) ...",
@@ -148,14 +157,14 @@ def quantize_export(
             subset_size=len(calibration),
             model_type=model_type,
         )
-        inputs = _check_inputs(spec, transforms, photos)
+        inputs = network_inputs(fp32, photos)
         reference = fp32.run(inputs)
         target = xml.with_name(f"{spec.name}{INT8_TAG}.xml")
         with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".int8-") as scratch:
             path = Path(scratch) / target.name
             ov.save_model(quantised, str(path), compress_to_fp16=False)
             check = compare_maps(reference, open_graph(path, "openvino").run(inputs))
-        _refuse_or_log(spec, check, len(photos))
+        _refuse_or_log(spec, check, len(photos), max_mean_map_diff)
         values = dict(fp32.metadata)
         values["precision"] = "int8"
         values["calibration"] = json.dumps(
@@ -170,7 +179,7 @@ def quantize_export(
                 "against": "fp32",
                 "engine": "openvino",
                 "photos": len(photos),
-                "max_mean_map_diff_255": MAX_MEAN_MAP_DIFF,
+                "max_mean_map_diff_255": max_mean_map_diff,
                 **check,
             }
         )
@@ -178,15 +187,15 @@ def quantize_export(
     return written
 
 
-def _refuse_or_log(spec: GraphSpec, check: dict, photos: int) -> None:
+def _refuse_or_log(spec: GraphSpec, check: dict, photos: int, bound: float) -> None:
     figures = (
         f"8-bit maps differ by {check['mean_map_diff_255']:.2f}/255 on average (worst "
         f"{check['max_map_diff_255']:.0f}/255), {check['map_fraction_over_1_255']:.1%} of "
         f"pixels by more than 1/255, {check['map_fraction_over_10_255']:.1%} by more than 10/255"
     )
-    if check["mean_map_diff_255"] > MAX_MEAN_MAP_DIFF:
+    if check["mean_map_diff_255"] > bound:
         raise ExportRefusedError(
             f"refused: {spec.name} int8 against float32 on {photos} photos: {figures} "
-            f"(at most {MAX_MEAN_MAP_DIFF}/255 on average)"
+            f"(at most {bound:g}/255 on average; --int8-tolerance)"
         )
     logger.info("%s int8 against float32 on %d photos: %s", spec.name, photos, figures)
