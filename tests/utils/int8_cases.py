@@ -22,7 +22,7 @@ from utils.export.exporter import export_model
 from utils.export.plan import ExportRefusedError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, quantize_export
 from utils.inference.engines import EngineError, open_graph
-from utils.inference.exported import ExportedPredictor, export_files
+from utils.inference.exported import INT8_METADATA_KEYS, ExportedPredictor, export_files
 from utils.inference.predictor import to_uint8
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -74,6 +74,7 @@ def test_int8_files_beside_fp32_with_their_metadata(fp32, int8):
     full = open_graph(fp32 / "single_384x384.xml", "openvino").metadata
     quantised = open_graph(fp32 / "single_384x384.int8.xml", "openvino").metadata
     assert "precision" not in full and quantised["precision"] == "int8"
+    assert set(full) | set(INT8_METADATA_KEYS) == set(quantised)
     for key in ("checkpoint_sha256", "model", "transforms", "inputs", "kind"):
         assert quantised[key] == full[key], key
     calibration = json.loads(quantised["calibration"])
@@ -102,12 +103,6 @@ def test_precision_picks_the_files(fp32, int8):
     assert 0 < difference.mean() <= MAX_MEAN_MAP_DIFF
     with pytest.raises(EngineError, match="in other precisions"):
         ExportedPredictor.open([fp32 / "single_384x384.xml", fp32 / "single_384x384.int8.xml"])
-
-
-def test_folder_without_int8_files(tmp_path):
-    (tmp_path / "single_384x384.xml").touch()
-    with pytest.raises(EngineError, match=r"no int8 files there .*--int8"):
-        export_files(tmp_path, "openvino", "int8")
 
 
 def test_broken_int8_graph_is_refused(fp32, calibration, tmp_path, monkeypatch):

@@ -13,6 +13,9 @@ from PIL import Image
 from run import Export
 from utils.export.plan import ExportError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, compare_maps
+from utils.inference.engines import EngineError
+from utils.inference.exported import export_files
+from utils.inference.loading import open_predictor
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).with_name("int8_cases.py")
@@ -64,6 +67,36 @@ def test_compare_maps():
     inverted = compare_maps(logits, -logits)  # what a broken graph looks like
     assert inverted["mean_map_diff_255"] > MAX_MEAN_MAP_DIFF
     assert inverted["map_fraction_over_10_255"] > 0.5
+
+
+def test_precision_picks_the_folder_files(tmp_path):
+    for name in (
+        "single_384x384",
+        "blend_1024x1024",
+        "single_384x384.int8",
+        "blend_1024x1024.int8",
+    ):
+        (tmp_path / f"{name}.xml").touch()
+    (tmp_path / "single_384x384.onnx").touch()
+    fp32 = [tmp_path / "blend_1024x1024.xml", tmp_path / "single_384x384.xml"]
+    assert export_files(tmp_path, "openvino") == fp32
+    int8 = [tmp_path / "blend_1024x1024.int8.xml", tmp_path / "single_384x384.int8.xml"]
+    assert export_files(tmp_path, "openvino", "int8") == int8
+    assert export_files(tmp_path, "onnxruntime") == [tmp_path / "single_384x384.onnx"]
+    with pytest.raises(EngineError, match="int8 exports run with --engine openvino"):
+        export_files(tmp_path, "onnxruntime", "int8")
+    with pytest.raises(EngineError, match="int8 exports run with --engine openvino"):
+        open_predictor(None, engine="onnxruntime", exported=tmp_path, precision="int8")
+    with pytest.raises(EngineError, match="precision bf16: only with --engine torch"):
+        open_predictor(None, engine="openvino", exported=tmp_path, precision="bf16")
+    with pytest.raises(EngineError, match="--precision int8: only with an exported model"):
+        open_predictor("configs/InSPyReNet_Tiny.yaml", engine="torch", precision="int8")
+
+
+def test_folder_without_int8_files(tmp_path):
+    (tmp_path / "single_384x384.xml").touch()
+    with pytest.raises(EngineError, match=r"no int8 files there .*--int8"):
+        export_files(tmp_path, "openvino", "int8")
 
 
 @pytest.mark.parametrize(
