@@ -10,6 +10,8 @@ says why)."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +130,30 @@ def test_broken_int8_graph_is_refused(fp32, calibration, tmp_path, monkeypatch):
         "single_384x384.bin",
         "single_384x384.xml",
     ]
+
+
+def test_cli_runs_int8_without_torch(fp32, int8, tmp_path):
+    """run/Inference.py --precision int8 (default engine: openvino) writes maps, no torch."""
+    source, dest = tmp_path / "photos", tmp_path / "out"
+    source.mkdir()
+    Image.fromarray(data.coffee()).save(source / "coffee.png")
+    code = (
+        "import sys\n"
+        "from run.Inference import main\n"
+        f"code = main(['--exported', {str(fp32)!r}, '--precision', 'int8', '--source', "
+        f"{str(source)!r}, '--dest', {str(dest)!r}, '--no-progress'])\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "TORCH False" in result.stdout, result.stdout
+    saliency = np.asarray(Image.open(dest / "coffee.png"))
+    assert saliency.shape == data.coffee().shape[:2]

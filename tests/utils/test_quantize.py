@@ -93,10 +93,13 @@ def test_precision_picks_the_folder_files(tmp_path):
         open_predictor("configs/InSPyReNet_Tiny.yaml", engine="torch", precision="int8")
 
 
-def test_folder_without_int8_files(tmp_path):
+def test_folder_without_int8_files_or_with_only_them(tmp_path):
     (tmp_path / "single_384x384.xml").touch()
     with pytest.raises(EngineError, match=r"no int8 files there .*--int8"):
         export_files(tmp_path, "openvino", "int8")
+    (tmp_path / "single_384x384.xml").rename(tmp_path / "single_384x384.int8.xml")
+    with pytest.raises(EngineError, match="holds only int8 files: add --precision int8"):
+        export_files(tmp_path, "openvino")
 
 
 @pytest.mark.parametrize(

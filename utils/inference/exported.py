@@ -181,6 +181,8 @@ def export_files(path: str | os.PathLike, engine: str, precision: str = "fp32") 
         files = onnx
     else:
         files = xml or onnx
+    if not files and any(path.glob(f"*{INT8_TAG}.xml")):
+        raise EngineError(f"{path} holds only int8 files: add --precision int8")
     if not files:
         raise EngineError(f"{path}: no exported model there (run/Export.py writes one)")
     return files
