@@ -25,6 +25,16 @@ nothing of that network is written then. For pyramid blending, a band-mask value
 its 0.5 threshold is a float tie, and PyTorch's outputs with such ties taken either way are all
 accepted (utils/export/band_ties.py).
 
+int8 (``--int8 CALIB_DIR``, with ``--format openvino``): each OpenVINO file is also quantised
+to int8 by NNCF with up to ``--int8-count`` images of the folder (utils.export.quantize) and
+written beside it as ``single_384x384.int8.xml`` (+ ``.int8.bin``); run it with
+``--engine openvino --precision int8``. int8 cannot keep the maps within 1/255 of float32, so
+its check is against the float32 file and looser: the figures go into its metadata, and it is
+refused when the 8-bit maps differ by more than ``--int8-tolerance`` (64/255) on average.
+
+    .venv/bin/python run/Export.py --config configs/InSPyReNet_SwinB.yaml --format openvino \
+        --int8 photos/calibration/
+
 Exit status: 0 when every file was written, 1 when the check refused one (those before it are
 kept), 2 for a config, argument, checkpoint or missing-package error. Needs
 ``.venv/bin/pip install -r requirements-deploy.txt``.
@@ -78,9 +88,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="logit difference accepted at the 99.9th percentile (default 0.05)",
     )
     parser.add_argument("--photos", nargs="+", default=[], help="photos for the check")
+    parser.add_argument(
+        "--int8",
+        metavar="CALIB_DIR",
+        help="also write int8 OpenVINO files, calibrated on this folder's images (NNCF)",
+    )
+    parser.add_argument(
+        "--int8-count",
+        type=int,
+        default=64,
+        metavar="N",
+        help="calibration images used at most, evenly spaced over the folder (default 64)",
+    )
+    parser.add_argument(
+        "--int8-tolerance",
+        type=float,
+        default=64.0,
+        metavar="D",
+        help="int8 maps may differ from float32 by this much on average, in 1/255 (default 64)",
+    )
     args = parser.parse_args(argv)
     if args.tolerance is not None and not args.tolerance > 0:
         parser.error("--tolerance must be positive")
+    if args.int8 is not None and "openvino" not in args.format:
+        parser.error(
+            "--int8 quantises OpenVINO files: add --format openvino (ONNX Runtime int8 is not "
+            'offered: README "Exported engines")'
+        )
+    if args.int8_count < 1:
+        parser.error("--int8-count must be at least 1")
+    if not 0 < args.int8_tolerance <= 255:
+        parser.error("--int8-tolerance must be in (0, 255]")
     return args
 
 
@@ -95,19 +133,33 @@ def _run(args: argparse.Namespace) -> int:
         ckpt = Path(args.ckpt or Path(cfg["Test"]["Checkpoint"]["checkpoint_dir"]) / "latest.pth")
         out = Path(args.out) if args.out else default_out_dir(ckpt)
         photos = check_photos(args.photos)
+        calibration = []
+        if args.int8 is not None:  # a bad folder or image: one line before minutes of exporting
+            from utils.export.quantize import calibration_files, require_nncf
+
+            require_nncf()
+            calibration = calibration_files(args.int8, args.int8_count)
     tolerance = TOLERANCE if args.tolerance is None else args.tolerance
     # the refusal (a ValueError too) is caught first: exit status 1, not 2
     with exit_on_error(EXIT_SETUP), exit_on_error(EXIT_ERROR, (ExportRefusedError,)):
         files = export_model(
             cfg, ckpt, out, args.format, args.size, tolerance=tolerance, photos=photos
         )
-    for path in files:
-        logger.info("wrote %s", path)
+        for path in files:
+            logger.info("wrote %s", path)
+        if calibration:
+            from utils.export.quantize import quantize_export
+
+            xml = [path for path in files if path.suffix == ".xml"]
+            bound = args.int8_tolerance
+            for path in quantize_export(xml, calibration, photos, max_mean_map_diff=bound):
+                logger.info("wrote %s", path)
     engine = "openvino" if "openvino" in args.format else "onnxruntime"
     logger.info(
-        "run it: .venv/bin/python run/Inference.py --exported %s --engine %s --source <image>",
+        "run it: .venv/bin/python run/Inference.py --exported %s --engine %s%s --source <image>",
         out,
         engine,
+        " --precision int8" if calibration else "",
     )
     return 0
 

@@ -44,8 +44,9 @@ Engines (``--engine``): torch (default), or onnxruntime / openvino running an ex
 (run/Export.py; ``--exported`` names its folder or file, default
 ``<checkpoint dir>/export/<checkpoint stem>/``; with ``--exported`` and no ``--config`` the files
 alone are enough). Same pre- and post-processing, outputs, batching and video; those runs do
-not import torch. ``--jit``, ``--PM``, ``--precision``, ``--no-optimize`` and ``--compile`` are
-torch-engine options.
+not import torch. ``--jit``, ``--PM``, ``--precision bf16|fp16``, ``--no-optimize`` and
+``--compile`` are torch-engine options; ``--precision int8`` runs an export's int8 files
+(run/Export.py ``--int8``) with ``--engine openvino``.
 
 The checkpoint is ``<Test.Checkpoint.checkpoint_dir>/latest.pth`` (or ``--ckpt``). Bad inputs
 get one error line each and the rest goes on; an output that cannot be written for lack of

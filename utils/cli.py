@@ -158,9 +158,10 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     """``--precision``, ``--no-optimize`` and ``--compile`` for the scripts that predict."""
     parser.add_argument(
         "--precision",
-        choices=("bf16", "fp16", "fp32"),
+        choices=("bf16", "fp16", "fp32", "int8"),
         help="network precision (default: the config's Model.precision, fp32); bf16 on CPUs with "
-        "AVX512-BF16/AMX and on GPUs, fp16 on GPUs",
+        "AVX512-BF16/AMX and on GPUs, fp16 on GPUs; int8: an export's int8 files "
+        "(run/Export.py --int8) with --engine openvino",
     )
     parser.add_argument(
         "--no-optimize",

@@ -41,7 +41,9 @@ from utils.inference.inputs import as_rgb_pil, same_size_groups
 
 __all__ = [
     "DEFAULT_ENGINE",
+    "INT8_TAG",
     "METADATA_KEYS",
+    "PRECISIONS",
     "ExportedPredictor",
     "PreparedArrays",
     "UnexportedSizeError",
@@ -57,7 +59,12 @@ logger = logging.getLogger(__name__)
 # bench/engine_speed.py (README "Exported engines").
 DEFAULT_ENGINE = "openvino"
 FORMAT_VERSION = "1"
-# Every key an exported file carries (values are strings; JSON where structured).
+# Precisions of exported files: float32 (run/Export.py), int8 (run/Export.py --int8, OpenVINO
+# only, utils.export.quantize), whose files are named ``<kind>_<H>x<W>.int8.xml``.
+PRECISIONS = ("fp32", "int8")
+INT8_TAG = ".int8"
+# Every key an exported file carries (values are strings; JSON where structured); int8 files
+# also carry INT8_METADATA_KEYS and their own ``check`` (against the float32 file).
 METADATA_KEYS = (
     "format_version",  # FORMAT_VERSION
     "kind",  # single | blend
@@ -72,6 +79,11 @@ METADATA_KEYS = (
     "project_version",  # the inspyrenet package version that exported it
     "exporter",  # torch version and ONNX opset
     "check",  # JSON: the export check (photos, worst logit and map differences, tolerance)
+)
+# Keys of int8 files only (a float32 file has no ``precision``: fp32).
+INT8_METADATA_KEYS = (
+    "precision",  # int8
+    "calibration",  # JSON: calibration images used, NNCF version and preset
 )
 
 
@@ -129,15 +141,37 @@ def default_out_dir(ckpt: str | os.PathLike) -> Path:
     return ckpt.parent / "export" / ckpt.stem
 
 
-def export_files(path: str | os.PathLike, engine: str) -> list[Path]:
-    """The exported files ``engine`` runs from ``path`` (a file, or a folder: its ``.onnx``
-    files for onnxruntime; its ``.xml`` files, else its ``.onnx`` files, for openvino)."""
+def _precision(path: Path) -> str:
+    """A file's precision by its name: ``*.int8.xml`` is int8, anything else float32."""
+    return "int8" if path.stem.endswith(INT8_TAG) else "fp32"
+
+
+def export_files(path: str | os.PathLike, engine: str, precision: str = "fp32") -> list[Path]:
+    """The exported files ``engine`` runs from ``path``: a file as it is, or a folder's files of
+    ``precision`` (fp32: its ``.onnx`` files for onnxruntime, its ``.xml`` files, else its
+    ``.onnx`` files, for openvino; int8: its ``*.int8.xml`` files, openvino only)."""
     path = Path(path)
+    if precision not in PRECISIONS:
+        raise EngineError(f"exported models run in {' or '.join(PRECISIONS)}, not {precision}")
+    if precision == "int8" and engine != "openvino":
+        raise EngineError(
+            "int8 exports run with --engine openvino (ONNX Runtime int8 is not offered: README "
+            '"Exported engines")'
+        )
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise EngineError(f"{path}: no exported model there (run/Export.py writes one)")
+    if precision == "int8":
+        files = sorted(p for p in path.glob("*.xml") if _precision(p) == "int8")
+        if not files:
+            raise EngineError(
+                f"{path}: no int8 files there (make them with .venv/bin/python run/Export.py "
+                "... --format openvino --int8 <folder of calibration images>)"
+            )
+        return files
     onnx = sorted(path.glob("*.onnx"))
+    xml = sorted(p for p in path.glob("*.xml") if _precision(p) == "fp32")
     if engine == "onnxruntime":
         if not onnx and any(path.glob("*.xml")):
             raise EngineError(
@@ -146,7 +180,9 @@ def export_files(path: str | os.PathLike, engine: str) -> list[Path]:
             )
         files = onnx
     else:
-        files = sorted(path.glob("*.xml")) or onnx
+        files = xml or onnx
+    if not files and any(path.glob(f"*{INT8_TAG}.xml")):
+        raise EngineError(f"{path} holds only int8 files: add --precision int8")
     if not files:
         raise EngineError(f"{path}: no exported model there (run/Export.py writes one)")
     return files
@@ -185,14 +221,15 @@ class ExportedPredictor:
                     f"{graph.path}: not exported by run/Export.py (no {', '.join(missing)} "
                     "in its metadata)"
                 )
-            for key in ("checkpoint_sha256", "model", "transforms"):
+            for key in ("checkpoint_sha256", "model", "transforms", "precision"):
                 if graph.metadata.get(key) != first.metadata.get(key):
                     raise EngineError(
                         f"{graph.path} and {first.path} were exported from different "
-                        f"checkpoints or configs ({key} differs)"
+                        f"checkpoints or configs or in other precisions ({key} differs)"
                     )
         self.metadata = dict(first.metadata)
         self.engine = first.engine
+        self.precision = self.metadata.get("precision", "fp32")
         self.ckpt_path = first.path.parent
         self.model_config = json.loads(self.metadata["model"])
         self.threshold = json.loads(self.metadata.get("threshold", "null"))
@@ -215,15 +252,17 @@ class ExportedPredictor:
         path: str | os.PathLike | Sequence[str | os.PathLike],
         engine: str = DEFAULT_ENGINE,
         device: str | None = None,
+        precision: str = "fp32",
     ) -> ExportedPredictor:
         """Load the exported files at ``path`` (a file, a folder of them, or a list of files)
         with ``engine`` (``onnxruntime`` or ``openvino``) on ``device`` (default ``cpu``;
-        ``cuda[:N]`` with onnxruntime-gpu). Raises EngineError (a ValueError) with one line."""
+        ``cuda[:N]`` with onnxruntime-gpu); from a folder, its files of ``precision`` (fp32,
+        or int8 with openvino). Raises EngineError (a ValueError) with one line."""
         if engine not in EXPORTED_ENGINES:
             raise EngineError(f"exported models run with {' or '.join(EXPORTED_ENGINES)}")
         device = (device or "cpu").strip().lower()
         if isinstance(path, str | os.PathLike):
-            files = export_files(path, engine)
+            files = export_files(path, engine, precision)
         else:
             files = [Path(p) for p in path]
         return cls([open_graph(file, engine, device) for file in files])

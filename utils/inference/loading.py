@@ -4,6 +4,7 @@ Runtime or OpenVINO (utils.inference.exported), with the same interface and outp
     predictor = open_predictor("configs/InSPyReNet_SwinB.yaml", engine="openvino")
     predictor = open_predictor(None, engine="onnxruntime", exported="model/export/latest")
     predictor = open_predictor(cfg, engine="torch", device="cuda", precision="bf16")
+    predictor = open_predictor(None, engine="openvino", exported="export/", precision="int8")
 
 With a non-torch engine nothing here imports torch. Without ``exported`` the export is looked
 for where run/Export.py writes it by default (``<checkpoint dir>/export/<checkpoint stem>/``).
@@ -42,9 +43,16 @@ def open_predictor(
 ):
     """A Predictor (``engine`` torch; ``torch_options`` go to ``Predictor.from_config``) or an
     ExportedPredictor (onnxruntime, openvino: ``exported``, or the default export folder of
-    ``ckpt`` / the config's checkpoint). Raises a ValueError with one line."""
+    ``ckpt`` / the config's checkpoint; ``precision`` int8 picks the folder's int8 files,
+    openvino only). Raises a ValueError with one line."""
     engine = resolve_engine(engine, exported)
+    precision = torch_options.get("precision")
     if engine == "torch":
+        if precision == "int8":
+            raise EngineError(
+                "--precision int8: only with an exported model run by --engine openvino "
+                "(run/Export.py --int8 makes it)"
+            )
         if exported is not None:
             raise EngineError("an exported model runs with --engine onnxruntime or openvino")
         if config is None:
@@ -53,11 +61,11 @@ def open_predictor(
 
         return Predictor.from_config(config, ckpt=ckpt, device=device, opts=opts, **torch_options)
     used = [name for name in ("jit", "pm", "compile") if torch_options.get(name)]
-    if torch_options.get("precision") not in (None, "fp32"):
-        used.append("precision")
+    if precision not in (None, "fp32", "int8"):
+        used.append(f"precision {precision}")
     if torch_options.get("optimize") is False:
         used.append("no-optimize")
-    if used:  # exported models run in float32 as exported
+    if used:  # exported models run as exported: float32, or int8 (run/Export.py --int8)
         raise EngineError(f"{', '.join(used)}: only with --engine torch")
     if exported is None:
         if ckpt is None:
@@ -76,4 +84,4 @@ def open_predictor(
                 f"run/Export.py --config <config> --ckpt {ckpt} --format "
                 f"{'onnx' if engine == 'onnxruntime' else 'openvino'}"
             )
-    return ExportedPredictor.open(exported, engine, device)
+    return ExportedPredictor.open(exported, engine, device, precision or "fp32")
