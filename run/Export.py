@@ -30,7 +30,7 @@ to int8 by NNCF with up to ``--int8-count`` images of the folder (utils.export.q
 written beside it as ``single_384x384.int8.xml`` (+ ``.int8.bin``); run it with
 ``--engine openvino --precision int8``. int8 cannot keep the maps within 1/255 of float32, so
 its check is against the float32 file and looser: the figures go into its metadata, and it is
-refused when the 8-bit maps differ by more than ``--int8-tolerance`` (64/255) on average.
+refused when the 8-bit maps differ by more than ``--int8-tolerance`` (8/255) on average.
 
     .venv/bin/python run/Export.py --config configs/InSPyReNet_SwinB.yaml --format openvino \
         --int8 photos/calibration/
@@ -96,16 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--int8-count",
         type=int,
-        default=64,
         metavar="N",
         help="calibration images used at most, evenly spaced over the folder (default 64)",
     )
     parser.add_argument(
         "--int8-tolerance",
         type=float,
-        default=64.0,
         metavar="D",
-        help="int8 maps may differ from float32 by this much on average, in 1/255 (default 64)",
+        help="int8 maps may differ from float32 by this much on average, in 1/255 (default 8)",
     )
     args = parser.parse_args(argv)
     if args.tolerance is not None and not args.tolerance > 0:
@@ -115,9 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "--int8 quantises OpenVINO files: add --format openvino (ONNX Runtime int8 is not "
             'offered: README "Exported engines")'
         )
-    if args.int8_count < 1:
+    if args.int8_count is not None and args.int8_count < 1:
         parser.error("--int8-count must be at least 1")
-    if not 0 < args.int8_tolerance <= 255:
+    if args.int8_tolerance is not None and not 0 < args.int8_tolerance <= 255:
         parser.error("--int8-tolerance must be in (0, 255]")
     return args
 
@@ -135,10 +133,11 @@ def _run(args: argparse.Namespace) -> int:
         photos = check_photos(args.photos)
         calibration = []
         if args.int8 is not None:  # a bad folder or image: one line before minutes of exporting
-            from utils.export.quantize import calibration_files, require_nncf
+            from utils.export.quantize import CALIBRATION_COUNT, calibration_files, require_nncf
 
             require_nncf()
-            calibration = calibration_files(args.int8, args.int8_count)
+            count = args.int8_count or CALIBRATION_COUNT
+            calibration = calibration_files(args.int8, count)
     tolerance = TOLERANCE if args.tolerance is None else args.tolerance
     # the refusal (a ValueError too) is caught first: exit status 1, not 2
     with exit_on_error(EXIT_SETUP), exit_on_error(EXIT_ERROR, (ExportRefusedError,)):
@@ -148,10 +147,10 @@ def _run(args: argparse.Namespace) -> int:
         for path in files:
             logger.info("wrote %s", path)
         if calibration:
-            from utils.export.quantize import quantize_export
+            from utils.export.quantize import MAX_MEAN_MAP_DIFF, quantize_export
 
             xml = [path for path in files if path.suffix == ".xml"]
-            bound = args.int8_tolerance
+            bound = args.int8_tolerance or MAX_MEAN_MAP_DIFF
             for path in quantize_export(xml, calibration, photos, max_mean_map_diff=bound):
                 logger.info("wrote %s", path)
     engine = "openvino" if "openvino" in args.format else "onnxruntime"

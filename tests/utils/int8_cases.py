@@ -30,6 +30,9 @@ from utils.inference.predictor import to_uint8
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 ROOT = Path(__file__).resolve().parents[2]
+# The bound these tests quantise under: the fixture's weights are random, and int8 moves a
+# random network's maps by 25-39/255 on average, beyond the default (MAX_MEAN_MAP_DIFF).
+RANDOM_BOUND = 64
 TRANSFORMS = {
     "dynamic_resize": {"L": 1280},
     "tonumpy": None,
@@ -61,8 +64,8 @@ def fp32(tmp_path_factory, fixtures_dir):
 @pytest.fixture(scope="module")
 def int8(fp32, calibration):
     """The int8 files quantize_export writes beside the float32 ones."""
-    files = quantize_export([fp32 / "single_384x384.xml"], calibration_files(calibration))
-    return files
+    files = calibration_files(calibration)
+    return quantize_export([fp32 / "single_384x384.xml"], files, max_mean_map_diff=RANDOM_BOUND)
 
 
 def test_int8_files_beside_fp32_with_their_metadata(fp32, int8):
@@ -83,7 +86,9 @@ def test_int8_files_beside_fp32_with_their_metadata(fp32, int8):
     assert calibration["images"] == 4 and calibration["tool"].startswith("nncf ")
     check = json.loads(quantised["check"])
     assert check["against"] == "fp32" and check["photos"] == 2
-    assert 0 < check["mean_map_diff_255"] <= MAX_MEAN_MAP_DIFF
+    assert 0 < check["mean_map_diff_255"] <= RANDOM_BOUND
+    assert check["max_mean_map_diff_255"] == RANDOM_BOUND
+    assert check["mean_map_diff_255"] > MAX_MEAN_MAP_DIFF  # the default bound would refuse it
     assert check["map_fraction_over_10_255"] <= check["map_fraction_over_1_255"] <= 1
     # int8 really: the weights file is a fraction of the float32 one
     size = (fp32 / "single_384x384.int8.bin").stat().st_size
@@ -102,7 +107,7 @@ def test_precision_picks_the_files(fp32, int8):
     reference, saliency = full.predict(photo), quantised.predict(photo)
     assert saliency.shape == photo.shape[:2] and saliency.dtype == np.float32
     difference = np.abs(to_uint8(saliency).astype(int) - to_uint8(reference).astype(int))
-    assert 0 < difference.mean() <= MAX_MEAN_MAP_DIFF
+    assert 0 < difference.mean() <= RANDOM_BOUND
     with pytest.raises(EngineError, match="in other precisions"):
         ExportedPredictor.open([fp32 / "single_384x384.xml", fp32 / "single_384x384.int8.xml"])
 
@@ -125,7 +130,7 @@ def test_broken_int8_graph_is_refused(fp32, calibration, tmp_path, monkeypatch):
     monkeypatch.setattr(nncf, "quantize", inverted)
     files = calibration_files(calibration, 2)
     with pytest.raises(ExportRefusedError, match=r"^refused: single_384x384 int8 against float32"):
-        quantize_export([tmp_path / "single_384x384.xml"], files)
+        quantize_export([tmp_path / "single_384x384.xml"], files, max_mean_map_diff=RANDOM_BOUND)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "single_384x384.bin",
         "single_384x384.xml",

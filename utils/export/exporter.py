@@ -111,7 +111,10 @@ def _normalised(transforms_cfg: Mapping, picture: Image.Image, size: tuple[int, 
     return np.ascontiguousarray(np.asarray(array, np.float32).transpose(2, 0, 1))
 
 
-def _check_inputs(spec: GraphSpec, transforms_cfg: Mapping, photos) -> dict[str, np.ndarray]:
+def check_inputs(
+    spec: GraphSpec, transforms_cfg: Mapping, photos: Sequence[Image.Image]
+) -> dict[str, np.ndarray]:
+    """``photos`` as one batch of ``spec``'s named inputs (resized to its sizes, normalised)."""
     return {
         name: np.stack([_normalised(transforms_cfg, p, tuple(size)) for p in photos])
         for name, size in spec.inputs.items()
@@ -249,7 +252,7 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         module = (_Blend if spec.kind == "blend" else _Single)(model).eval()
-        inputs = _check_inputs(spec, transforms_cfg, photos)
+        inputs = check_inputs(spec, transforms_cfg, photos)
         tensors = [torch.from_numpy(a) for a in inputs.values()]
         with torch.inference_mode():
             margin = BAND_MARGIN if spec.kind == "blend" else 0.0
@@ -269,7 +272,7 @@ def export_model(
                 checked[fmt] = (graph, _metadata(spec, config, ckpt, sha256, check))
             for fmt in sorted(checked, key=lambda f: f == "onnx"):  # IR from the ONNX file first
                 graph, values = checked[fmt]
-                written += _write(graph, out_dir / f"{spec.name}{FORMATS[fmt][0]}", values)
+                written += write_graph(graph, out_dir / f"{spec.name}{FORMATS[fmt][0]}", values)
     return written
 
 
@@ -315,7 +318,7 @@ def _check(
     return {"photos": photos, "engine": engine, "tolerance": tolerance, **check}
 
 
-def _write(checked, target: Path, values: Mapping[str, str]) -> list[Path]:
+def write_graph(checked, target: Path, values: Mapping[str, str]) -> list[Path]:
     """Write the checked graph (an ONNX file's path, or an OpenVINO model) at ``target`` (IR:
     ``.xml`` and its ``.bin``) atomically, with ``values`` as its metadata."""
     if isinstance(checked, Path):
