@@ -9,8 +9,6 @@ libraries the rest of the suite loads, a full run crashed with SIGSEGV twice).""
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,6 +20,7 @@ from PIL import Image
 from skimage import data
 
 from run import Export
+from tests.subprocesses import run_without_torch
 from utils.export import exporter
 from utils.export.band_ties import BAND_MARGIN, bracket_ties
 from utils.inference.engines import open_graph
@@ -54,23 +53,6 @@ def write_config(folder: Path, ckpt_dir: Path, model: dict, transforms: dict) ->
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def run_without_torch(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` (which sets ``code`` to a script's exit status) in a fresh interpreter; it
-    must exit 0 without having imported torch."""
-    code += "print('TORCH', 'torch' in sys.modules)\nsys.exit(code)\n"
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "TORCH False" in result.stdout, result.stdout
-    return result
 
 
 @pytest.fixture(scope="module")

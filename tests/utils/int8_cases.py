@@ -10,8 +10,6 @@ says why)."""
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import yaml
 from PIL import Image
 from skimage import data
 
+from tests.subprocesses import run_without_torch
 from utils.export.exporter import export_model
 from utils.export.plan import ExportRefusedError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, quantize_export
@@ -143,22 +142,10 @@ def test_cli_runs_int8_without_torch(fp32, int8, tmp_path):
     source.mkdir()
     Image.fromarray(data.coffee()).save(source / "coffee.png")
     code = (
-        "import sys\n"
         "from run.Inference import main\n"
         f"code = main(['--exported', {str(fp32)!r}, '--precision', 'int8', '--source', "
         f"{str(source)!r}, '--dest', {str(dest)!r}, '--no-progress'])\n"
-        "print('TORCH', 'torch' in sys.modules)\n"
-        "sys.exit(code)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "TORCH False" in result.stdout, result.stdout
+    run_without_torch(code)
     saliency = np.asarray(Image.open(dest / "coffee.png"))
     assert saliency.shape == data.coffee().shape[:2]

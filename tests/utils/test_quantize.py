@@ -2,8 +2,6 @@
 refusals here; NNCF and OpenVINO end to end (tests/utils/int8_cases.py) in a pytest process of
 its own, as tests/utils/test_export.py runs export_cases.py."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 from PIL import Image
 
 from run import Export
+from tests.subprocesses import run_cases_in_own_process
 from utils.export.plan import ExportError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, compare_maps
 from utils.inference.engines import EngineError
@@ -128,7 +127,4 @@ def test_cli_bad_calibration_folder_is_one_line_before_exporting(tmp_path, caplo
 @pytest.mark.slow
 def test_int8_cases_in_their_own_process():
     """Every case of int8_cases.py passes (its output is shown when one does not)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-3000:]
+    run_cases_in_own_process(CASES)
