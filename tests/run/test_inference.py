@@ -21,6 +21,7 @@ import yaml
 from skimage import data
 
 from run import Inference
+from tests.tiny_model import tiny_snapshot
 from utils.inference.compose import parse_output_type
 from utils.inference.outputs import default_dest, plan_jobs
 from utils.inference.predictor import Predictor
@@ -72,12 +73,10 @@ def video_facts(path: Path) -> tuple[float, int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, fixtures_dir):
+def work(tmp_path_factory):
     """A tiny config + checkpoint, a folder of real photos, a video and a mixed folder."""
     root = tmp_path_factory.mktemp("inference")
-    (root / "snapshot").mkdir()
-    shutil.copy(fixtures_dir / "golden/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
-    model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
+    _, model = tiny_snapshot(root / "snapshot")
     model["PM"] = {"patch_size": 384, "stride": 192}
     config = {
         "Model": model,

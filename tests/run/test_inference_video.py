@@ -19,6 +19,7 @@ import yaml
 
 from data.synthetic_video import write_clip
 from run import Inference
+from tests.tiny_model import tiny_snapshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,12 +28,10 @@ WIDTH, HEIGHT, FRAMES, FPS = 64, 48, 12, 12
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory, fixtures_dir):
+def work(tmp_path_factory):
     """The tiny config and checkpoint, and an H.264 clip with an AAC track."""
     root = tmp_path_factory.mktemp("video")
-    (root / "snapshot").mkdir()
-    shutil.copy(fixtures_dir / "golden/tiny_res2net_weights.pth", root / "snapshot/latest.pth")
-    model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
+    _, model = tiny_snapshot(root / "snapshot")
     config = {
         "Model": model,
         "Test": {

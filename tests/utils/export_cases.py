@@ -8,7 +8,6 @@ so that ONNX Runtime and OpenVINO never load into the suite's process (where, ne
 libraries the rest of the suite loads, a full run crashed with SIGSEGV twice)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from skimage import data
 
 from run import Export
 from tests.subprocesses import run_without_torch
+from tests.tiny_model import tiny_snapshot
 from utils.export import exporter
 from utils.export.band_ties import BAND_MARGIN, bracket_ties
 from utils.inference.engines import open_graph
@@ -56,13 +56,11 @@ def write_config(folder: Path, ckpt_dir: Path, model: dict, transforms: dict) ->
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, fixtures_dir):
+def setup(tmp_path_factory):
     """The tiny Res2Net (base 384, threshold 512) exported once in both formats by the CLI."""
     folder = tmp_path_factory.mktemp("export")
     ckpt_dir = folder / "snapshot"
-    ckpt_dir.mkdir()
-    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", ckpt_dir / "latest.pth")
-    model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
+    _, model = tiny_snapshot(ckpt_dir)
     config = write_config(folder, ckpt_dir, model, TRANSFORMS)
     argv = [
         "--config",
@@ -158,14 +156,13 @@ def test_unexported_size_fails_that_input_only(setup, photos, tmp_path):
         exported.predict(big)
 
 
-def test_refused_export_writes_nothing(tmp_path, fixtures_dir, monkeypatch, caplog):
+def test_refused_export_writes_nothing(tmp_path, monkeypatch, caplog):
     """A graph that computes something else (one weight changed after the reference was
     taken) is refused with one line giving the worst difference; no file is left."""
     ckpt_dir = tmp_path / "snapshot"
-    ckpt_dir.mkdir()
-    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", ckpt_dir / "latest.pth")
+    _, tiny = tiny_snapshot(ckpt_dir)
     model = yaml.safe_load((ROOT / "configs/InSPyReNet_Tiny.yaml").read_text())["Model"]
-    model.update(yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"])
+    model.update(tiny)
     model["threshold"] = None
     static = {
         "static_resize": {"size": [64, 64]},

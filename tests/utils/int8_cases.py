@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from skimage import data
 
 from tests.subprocesses import run_without_torch
+from tests.tiny_model import tiny_snapshot
 from utils.export.exporter import export_model
 from utils.export.plan import ExportRefusedError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, quantize_export
@@ -50,13 +50,12 @@ def calibration(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory, fixtures_dir):
+def fp32(tmp_path_factory):
     """The tiny Res2Net's 384² network exported to float32 OpenVINO IR."""
     folder = tmp_path_factory.mktemp("int8")
-    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", folder / "latest.pth")
-    model = yaml.safe_load((ROOT / "tests/configs/tiny_res2net.yaml").read_text())["Model"]
+    ckpt, model = tiny_snapshot(folder)
     config = {"Model": model, "Test": {"Dataset": {"transforms": TRANSFORMS}}}
-    export_model(config, folder / "latest.pth", folder / "export", "openvino")
+    export_model(config, ckpt, folder / "export", "openvino")
     return folder / "export"
 
 

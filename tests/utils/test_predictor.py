@@ -6,7 +6,6 @@ the model's own ``pred`` (σ + min–max, §10.3), bilinT to the original size, 
 """
 
 import re
-import shutil
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ from bench.memory import peak_rss_mb, reset_peak_rss
 from data.transforms import build_transforms
 from lib import CheckpointError
 from lib.modules.conv import ConvBlock
+from tests.tiny_model import tiny_snapshot
 from utils.inference.predictor import Predictor, to_uint8
 from utils.runtime import DeviceError, select_device
 
@@ -50,9 +50,9 @@ def tiny_config(transforms: dict, ckpt_dir, pm_stride: int = 192) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory, fixtures_dir):
+def ckpt_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("snapshot")
-    shutil.copy(fixtures_dir / "golden" / "tiny_res2net_weights.pth", folder / "latest.pth")
+    tiny_snapshot(folder)
     return folder
 
 
