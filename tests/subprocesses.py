@@ -1,8 +1,12 @@
 """Test helpers that run code in a fresh interpreter (``from tests.subprocesses import ...``):
-a pytest module in a process of its own, and a script call that must not import torch."""
+a pytest module in a process of its own, a script call that must not import torch, a training
+run killed at a given point."""
 
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,3 +38,18 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess:
     assert result.returncode == 0, result.stderr
     assert "TORCH False" in result.stdout, result.stdout
     return result
+
+
+def train_and_kill_when(argv: list[str], ready: Callable[[], bool], stage: str) -> None:
+    """Run ``run/Train.py argv`` and SIGKILL it as soon as ``ready()`` holds (polled; at most
+    240 s, else the test fails naming ``stage``, the point training did not reach)."""
+    command = [sys.executable, str(ROOT / "run" / "Train.py"), *argv]
+    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while job.poll() is None and not ready():
+        assert time.monotonic() < deadline, f"training did not reach {stage}"
+        time.sleep(0.05)
+    job.kill()
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()
+    job.stderr.close()

@@ -17,11 +17,10 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-import yaml
 from skimage import data
 
 from run import Inference
-from tests.tiny_model import tiny_snapshot
+from tests.tiny_model import TRANSFORMS, tiny_snapshot, write_test_config
 from utils.inference.compose import parse_output_type
 from utils.inference.outputs import default_dest, plan_jobs
 from utils.inference.predictor import Predictor
@@ -31,11 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "run" / "Inference.py"
-NORMALIZE = {
-    "tonumpy": None,
-    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "totensor": None,
-}
 FRAMES, FPS, FRAME_SIZE = 6, 12.0, (192, 128)  # video: frame count, rate, (width, height)
 
 
@@ -78,18 +72,7 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("inference")
     _, model = tiny_snapshot(root / "snapshot")
     model["PM"] = {"patch_size": 384, "stride": 192}
-    config = {
-        "Model": model,
-        "Test": {
-            "Dataset": {
-                "root": str(root),
-                "sets": ["none"],
-                "transforms": {"dynamic_resize": {"L": 1280}, **NORMALIZE},
-            },
-            "Checkpoint": {"checkpoint_dir": str(root / "snapshot")},
-        },
-    }
-    (root / "tiny.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config = write_test_config(root, model, TRANSFORMS, "tiny")
     photos = root / "photos"
     photos.mkdir()
     coffee = shrink(data.coffee(), 300, 200)[..., ::-1]
@@ -107,7 +90,7 @@ def work(tmp_path_factory):
     cv2.imwrite(str(background), np.full((50, 80, 3), (200, 120, 0), np.uint8))
     return SimpleNamespace(
         root=root,
-        config=str(root / "tiny.yaml"),
+        config=str(config),
         photos=photos,
         mixed=mixed,
         video=root / "clip.mp4",

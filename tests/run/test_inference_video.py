@@ -15,11 +15,10 @@ import av
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from data.synthetic_video import write_clip
 from run import Inference
-from tests.tiny_model import tiny_snapshot
+from tests.tiny_model import tiny_snapshot, write_test_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,26 +31,16 @@ def work(tmp_path_factory):
     """The tiny config and checkpoint, and an H.264 clip with an AAC track."""
     root = tmp_path_factory.mktemp("video")
     _, model = tiny_snapshot(root / "snapshot")
-    config = {
-        "Model": model,
-        "Test": {
-            "Dataset": {
-                "root": str(root),
-                "sets": ["none"],
-                "transforms": {
-                    "static_resize": {"size": [64, 64]},
-                    "tonumpy": None,
-                    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-                    "totensor": None,
-                },
-            },
-            "Checkpoint": {"checkpoint_dir": str(root / "snapshot")},
-        },
+    transforms = {
+        "static_resize": {"size": [64, 64]},
+        "tonumpy": None,
+        "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "totensor": None,
     }
-    (root / "tiny.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config = write_test_config(root, model, transforms, "tiny")
     clip = root / "clip.mp4"
     write_clip(clip, FRAMES, FPS, (WIDTH, HEIGHT), audio=True)
-    return SimpleNamespace(root=root, config=str(root / "tiny.yaml"), clip=clip)
+    return SimpleNamespace(root=root, config=str(config), clip=clip)
 
 
 def run(work, source: Path, dest: Path, *args: str) -> int:

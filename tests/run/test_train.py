@@ -19,6 +19,7 @@ import torch
 import utils.engine.loop
 from run import Train
 from tests.script_args import train_argv, training_files
+from tests.subprocesses import train_and_kill_when
 from utils.config import load_config
 from utils.engine.records import read_log
 from utils.engine.state import load_training_state
@@ -134,18 +135,10 @@ def test_resume_at_an_epoch_boundary(data, reference, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sigkill_then_resume_from_the_last_checkpoint(data, reference, tmp_path):
     ckpt = tmp_path / "ckpt"
-    command = [sys.executable, str(ROOT / "run" / "Train.py"), *train_argv(data, ckpt)]
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = ckpt / "train_log.csv"
-    deadline = time.monotonic() + 240
     # Kill once step 1 of epoch 2 is logged: the process is inside epoch 2.
-    while not (log.is_file() and len(read_log(log)) >= 3) and job.poll() is None:
-        assert time.monotonic() < deadline, "training did not reach epoch 2"
-        time.sleep(0.05)
-    job.kill()
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()
-    job.stderr.close()
+    in_epoch_2 = lambda: log.is_file() and len(read_log(log)) >= 3  # noqa: E731
+    train_and_kill_when(train_argv(data, ckpt), in_epoch_2, "epoch 2")
     epoch = load_training_state(ckpt)["epoch"]
     assert 1 <= epoch < 3
     assert Train.main(train_argv(data, ckpt) + ["--resume"]) == 0

@@ -7,10 +7,8 @@ run/Test.py writes the PNG maps, utils.evaluation.evaluator (Eval.py's code) sco
 
 import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 
 from run import Test, Train
 from tests.script_args import test_argv, train_argv
+from tests.subprocesses import train_and_kill_when
 from utils.config import config_from_args
 from utils.engine import Hook, train
 from utils.engine.distributed import init_distributed
@@ -144,17 +143,9 @@ def test_resume_after_a_kill_keeps_the_best_so_far(data, validated, tmp_path):
     reference, _ = validated
     ckpt = tmp_path / "ckpt"
     argv = train_argv(data, ckpt, *validation_opts(data), epochs=2)
-    command = [sys.executable, str(ROOT / "run" / "Train.py"), *argv]
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
     # Kill once epoch 1's checkpoint is written (after its validation): inside epoch 2.
-    while job.poll() is None and not (ckpt / "state.pth").is_file():
-        assert time.monotonic() < deadline, "training did not reach the end of epoch 1"
-        time.sleep(0.05)
-    job.kill()
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()
-    job.stderr.close()
+    saved = lambda: (ckpt / "state.pth").is_file()  # noqa: E731
+    train_and_kill_when(argv, saved, "the end of epoch 1")
     state = load_training_state(ckpt)
     assert state["epoch"] < 2
     assert state["hooks"]["validation"]["history"][-1]["epoch"] == state["epoch"]

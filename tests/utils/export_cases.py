@@ -20,7 +20,7 @@ from skimage import data
 
 from run import Export
 from tests.subprocesses import run_without_torch
-from tests.tiny_model import tiny_snapshot
+from tests.tiny_model import TRANSFORMS, tiny_snapshot, write_test_config
 from utils.export import exporter
 from utils.export.band_ties import BAND_MARGIN, bracket_ties
 from utils.inference.engines import open_graph
@@ -34,25 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HR = (544, 576)  # both sides above the threshold 512: pyramid blending
 # The export check's logit tolerance here: 20x the worst difference measured on this model (5e-4)
 TOLERANCE = 0.01
-TRANSFORMS = {
-    "dynamic_resize": {"L": 1280},
-    "tonumpy": None,
-    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "totensor": None,
-}
-
-
-def write_config(folder: Path, ckpt_dir: Path, model: dict, transforms: dict) -> Path:
-    config = {
-        "Model": model,
-        "Test": {
-            "Dataset": {"root": str(folder / "none"), "sets": [], "transforms": transforms},
-            "Checkpoint": {"checkpoint_dir": str(ckpt_dir)},
-        },
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +42,7 @@ def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     ckpt_dir = folder / "snapshot"
     _, model = tiny_snapshot(ckpt_dir)
-    config = write_config(folder, ckpt_dir, model, TRANSFORMS)
+    config = write_test_config(folder, model, TRANSFORMS)
     argv = [
         "--config",
         str(config),
@@ -168,7 +149,7 @@ def test_refused_export_writes_nothing(tmp_path, monkeypatch, caplog):
         "static_resize": {"size": [64, 64]},
         **{k: v for k, v in TRANSFORMS.items() if k != "dynamic_resize"},
     }
-    config = write_config(tmp_path, ckpt_dir, model, static)
+    config = write_test_config(tmp_path, model, static)
     real_export = exporter._torch_export
 
     def export_a_changed_model(module, spec, path):

@@ -18,7 +18,7 @@ from PIL import Image
 from skimage import data
 
 from tests.subprocesses import run_without_torch
-from tests.tiny_model import tiny_snapshot
+from tests.tiny_model import TRANSFORMS, tiny_snapshot
 from utils.export.exporter import export_model
 from utils.export.plan import ExportRefusedError
 from utils.export.quantize import MAX_MEAN_MAP_DIFF, calibration_files, quantize_export
@@ -32,12 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # The bound these tests quantise under: the fixture's weights are random, and int8 moves a
 # random network's maps by 25-39/255 on average, beyond the default (MAX_MEAN_MAP_DIFF).
 RANDOM_BOUND = 64
-TRANSFORMS = {
-    "dynamic_resize": {"L": 1280},
-    "tonumpy": None,
-    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "totensor": None,
-}
 
 
 @pytest.fixture(scope="module")

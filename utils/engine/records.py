@@ -64,18 +64,37 @@ def _reopen_csv(path: Path, columns: Sequence[str], keep) -> tuple[Any, csv.Dict
     return file, writer
 
 
-class TrainLog:
+class _CsvLog:
+    """A CSV file in ``directory`` reopened for appending (rows whose ``key`` column is above
+    ``resume`` are dropped; None: start afresh) and the folder's TensorBoard writer, if any."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        name: str,
+        columns: Sequence[str],
+        key: str,
+        resume: int | None,
+    ):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / name
+        keep = None if resume is None else (lambda row: int(row[key]) <= resume)
+        self._file, self._writer = _reopen_csv(self.path, columns, keep)
+        self._board = _tensorboard_writer(directory / "tensorboard")
+
+    def close(self) -> None:
+        """Flush and close the CSV file and the TensorBoard writer."""
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
+
+
+class TrainLog(_CsvLog):
     """Append-only step log; ``resume_iteration`` keeps only rows up to that iteration."""
 
     def __init__(self, directory: str | os.PathLike, resume_iteration: int | None = None):
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / LOG_NAME
-        keep = None
-        if resume_iteration is not None:
-            keep = lambda row: int(row["iteration"]) <= resume_iteration  # noqa: E731
-        self._file, self._writer = _reopen_csv(self.path, COLUMNS, keep)
-        self._board = _tensorboard_writer(directory / "tensorboard")
+        super().__init__(directory, LOG_NAME, COLUMNS, "iteration", resume_iteration)
 
     def step(self, epoch: int, step: int, iteration: int, loss: float, lrs: Sequence[float]):
         """Record one optimiser step (``lrs``: the backbone's and the head's learning rate)."""
@@ -95,14 +114,8 @@ class TrainLog:
             self._board.add_scalar("train/lr_backbone", lrs[0], iteration)
             self._board.add_scalar("train/lr_head", lrs[-1], iteration)
 
-    def close(self) -> None:
-        """Flush and close the CSV file and the TensorBoard writer."""
-        self._file.close()
-        if self._board is not None:
-            self._board.close()
 
-
-class ValidationLog:
+class ValidationLog(_CsvLog):
     """``val_log.csv``: one row per validation and set (``epoch`` 0: before training), the
     metrics with 6 significant digits... see VAL_COLUMNS; TensorBoard ``val/<set>/<metric>``.
     ``resume_epoch``: keep the rows up to that epoch (a resumed run), None: start afresh."""
@@ -110,14 +123,8 @@ class ValidationLog:
     def __init__(
         self, directory: str | os.PathLike, metrics: Sequence[str], resume_epoch: int | None
     ):
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / VAL_LOG_NAME
-        keep = None
-        if resume_epoch is not None:
-            keep = lambda row: int(row["epoch"]) <= resume_epoch  # noqa: E731
-        self._file, self._writer = _reopen_csv(self.path, [*VAL_COLUMNS, *metrics], keep)
-        self._board = _tensorboard_writer(directory / "tensorboard")
+        columns = [*VAL_COLUMNS, *metrics]
+        super().__init__(directory, VAL_LOG_NAME, columns, "epoch", resume_epoch)
 
     def add(self, epoch: int, name: str, role: str, scores: Mapping[str, float]) -> None:
         """Record the ``scores`` of set ``name`` (role target or general) after ``epoch``."""
@@ -128,12 +135,6 @@ class ValidationLog:
         if self._board is not None:
             for metric, value in scores.items():
                 self._board.add_scalar(f"val/{name}/{metric}", value, epoch)
-
-    def close(self) -> None:
-        """Flush and close the CSV file and the TensorBoard writer."""
-        self._file.close()
-        if self._board is not None:
-            self._board.close()
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, str]]:
